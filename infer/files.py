@@ -1,0 +1,89 @@
+"""Torch-free file helpers shared by every part of mnist-gen: atomic writes and image grids.
+
+This module is the runtime's own; the trainer and exporter import it too (never the reverse).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; on success fsync it and rename it over `path`.
+
+    A crash or an exception at any moment leaves the previous file (or no file) in place,
+    never a half-written one. Parent folders are created.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):  # make the rename itself durable
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def to_uint8(images: np.ndarray) -> np.ndarray:
+    """[N, 1, H, W] or [N, H, W] floats in [-1, 1] -> [N, H, W] uint8 (0 = black)."""
+    images = np.asarray(images, dtype=np.float32)
+    if images.ndim == 4:
+        images = images[:, 0]
+    return np.clip(np.rint((images + 1.0) * 127.5), 0, 255).astype(np.uint8)
+
+
+def make_grid(images: np.ndarray, nrow: int, padding: int = 2, pad_value: int = 0) -> np.ndarray:
+    """Tile uint8 images [N, H, W] into one [rows*(H+p)+p, nrow*(W+p)+p] image, row by row."""
+    n, h, w = images.shape
+    ncol = max(1, min(nrow, n))
+    nrows = -(-n // ncol)
+    grid = np.full((nrows * (h + padding) + padding, ncol * (w + padding) + padding), pad_value, np.uint8)
+    for i, image in enumerate(images):
+        r, c = divmod(i, ncol)
+        y, x = padding + r * (h + padding), padding + c * (w + padding)
+        grid[y : y + h, x : x + w] = image
+    return grid
+
+
+def upscale(image: np.ndarray, scale: int) -> np.ndarray:
+    """Nearest-neighbour upscaling, for viewing small digits."""
+    return image if scale == 1 else image.repeat(scale, axis=0).repeat(scale, axis=1)
+
+
+def save_png(path: str | os.PathLike, image: np.ndarray) -> None:
+    """Write a uint8 grayscale image as PNG, atomically. Same pixels -> same bytes."""
+    from PIL import Image
+
+    with atomic_path(path) as tmp:
+        Image.fromarray(image).save(tmp, format="PNG")
+
+
+def save_gif(path: str | os.PathLike, frames: list[np.ndarray], duration_ms: int = 300) -> None:
+    """Write uint8 grayscale frames as a looping animated GIF, atomically."""
+    from PIL import Image
+
+    pictures = [Image.fromarray(f) for f in frames]
+    with atomic_path(path) as tmp:
+        pictures[0].save(tmp, format="GIF", save_all=True, append_images=pictures[1:], duration=duration_ms, loop=0)

@@ -1,0 +1,153 @@
+"""What a run shows the user: sample grids, the progress GIF, plots, the model summary, config.json.
+
+Every file is written atomically (see infer.files.atomic_path).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from infer.files import atomic_path, make_grid, save_gif, save_png, to_uint8, upscale
+
+from .model import Generator
+
+
+def fixed_inputs(generator: Generator, columns: int = 10, seed: int = 1234):
+    """Fixed noise for sample grids: one row per digit (conditional) sharing the same z per column."""
+    cfg = generator.cfg
+    g = torch.Generator().manual_seed(seed)
+    if cfg.conditional:
+        z = torch.randn(columns, cfg.latent_dim, generator=g).repeat(cfg.num_classes, 1)
+        labels = torch.arange(cfg.num_classes).repeat_interleave(columns)
+        return z, labels, columns
+    return torch.randn(64, cfg.latent_dim, generator=g), None, 8
+
+
+@torch.no_grad()
+def generate(generator: Generator, z: torch.Tensor, labels: torch.Tensor | None) -> np.ndarray:
+    """Run G in eval mode (BatchNorm running statistics) on its device, back to numpy uint8."""
+    was_training = generator.training
+    generator.eval()
+    device = next(generator.parameters()).device
+    images = generator(z.to(device), None if labels is None else labels.to(device))
+    generator.train(was_training)
+    return to_uint8(images.float().cpu().numpy())
+
+
+def save_sample_grid(generator: Generator, path: Path) -> np.ndarray:
+    z, labels, nrow = fixed_inputs(generator)
+    grid = upscale(make_grid(generate(generator, z, labels), nrow), 2)
+    save_png(path, grid)
+    return grid
+
+
+def save_progress_gif(samples_dir: Path, path: Path) -> None:
+    from PIL import Image
+
+    frames = [np.asarray(Image.open(p)) for p in sorted(samples_dir.glob("epoch_*.png"))]
+    if frames:
+        save_gif(path, frames)
+
+
+def save_real_vs_fake(generator: Generator, real: torch.Tensor, real_labels: torch.Tensor, path: Path) -> None:
+    """Real images on the left, generated ones (same labels) on the right, 64 of each."""
+    real, real_labels = real[:64].cpu(), real_labels[:64].cpu()
+    z = torch.randn(len(real), generator.cfg.latent_dim, generator=torch.Generator().manual_seed(7))
+    fake = generate(generator, z, real_labels if generator.cfg.conditional else None)
+    left, right = make_grid(to_uint8(real.float().numpy()), 8), make_grid(fake, 8)
+    gap = np.full((left.shape[0], 8), 255, np.uint8)
+    save_png(path, upscale(np.concatenate([left, gap, right], axis=1), 2))
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, steps: int) -> torch.Tensor:
+    """Spherical interpolation between two latent vectors, `steps` points including both ends."""
+    t = torch.linspace(0, 1, steps)[:, None]
+    omega = torch.arccos(torch.clamp((a / a.norm()) @ (b / b.norm()), -1, 1))
+    if omega.abs() < 1e-6:
+        return (1 - t) * a + t * b
+    return (torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / torch.sin(omega)
+
+
+def save_interpolation(generator: Generator, path: Path, steps: int = 10) -> None:
+    """Latent walks: one row per digit (conditional), or 8 walks (unconditional)."""
+    cfg = generator.cfg
+    g = torch.Generator().manual_seed(99)
+    rows = cfg.num_classes if cfg.conditional else 8
+    ends = torch.randn(rows, 2, cfg.latent_dim, generator=g)
+    z = torch.cat([slerp(a, b, steps) for a, b in ends])
+    labels = torch.arange(rows).repeat_interleave(steps) if cfg.conditional else None
+    save_png(path, upscale(make_grid(generate(generator, z, labels), steps), 2))
+
+
+def save_loss_curve(history: list[dict], path: Path) -> None:
+    """G and D losses and D(x), D(G(z)) against training step."""
+    if not history:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [h["step"] for h in history]
+    fig, (ax_loss, ax_d) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
+    ax_loss.plot(steps, [h["loss_d"] for h in history], label="loss D")
+    ax_loss.plot(steps, [h["loss_g"] for h in history], label="loss G")
+    ax_loss.set_ylabel("loss")
+    ax_loss.legend()
+    ax_d.plot(steps, [h["d_x"] for h in history], label="D(x)")
+    ax_d.plot(steps, [h["d_gz"] for h in history], label="D(G(z))")
+    ax_d.set_ylim(0, 1)
+    ax_d.set_xlabel("step")
+    ax_d.legend()
+    for ax in (ax_loss, ax_d):
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+def model_summary(model: nn.Module, *inputs: torch.Tensor) -> str:
+    """Each leaf layer with its output shape and parameter count, and the totals."""
+    rows, hooks = [], []
+
+    def hook(module, _inputs, output):
+        params = sum(p.numel() for p in module.parameters(recurse=False))
+        rows.append((module.__class__.__name__, tuple(output.shape), params))
+
+    for name, module in model.named_modules():
+        if not list(module.children()):
+            hooks.append(module.register_forward_hook(hook))
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        model(*inputs)
+    model.train(was_training)
+    for h in hooks:
+        h.remove()
+    total = sum(p.numel() for p in model.parameters())
+    lines = [f"{model.__class__.__name__}", f"{'layer':<20}{'output shape':<24}{'params':>12}"]
+    lines += [f"{name:<20}{str(list(shape)):<24}{params:>12,}" for name, shape, params in rows]
+    lines.append(f"{'total parameters':<44}{total:>12,}")
+    return "\n".join(lines)
+
+
+def save_model_summary(generator: nn.Module, discriminator: nn.Module, path: Path) -> None:
+    cfg = generator.cfg
+    device = next(generator.parameters()).device
+    z = torch.zeros(2, cfg.latent_dim, device=device)
+    labels = torch.zeros(2, dtype=torch.long, device=device) if cfg.conditional else None
+    images = torch.zeros(2, 1, cfg.image_size, cfg.image_size, device=device)
+    text = model_summary(generator, z, labels) + "\n\n" + model_summary(discriminator, images, labels) + "\n"
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def save_json(obj: dict, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2) + "\n")

@@ -1,0 +1,64 @@
+"""Every option of a training run in one dataclass; the CLI fills it, the run records it."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from infer.errors import UserError
+
+from .model import IMAGE_SIZES, ModelConfig
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 30
+    batch_size: int = 128
+    latent_dim: int = 100
+    image_size: int = 28
+    unconditional: bool = False
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    real_label: float = 1.0
+    fake_label: float = 0.0
+    device: str = "auto"
+    precision: str = "auto"
+    compile: bool | None = None  # None = auto
+    seed: int = 0
+    out: str = "artifacts"
+    data_dir: str | None = None
+    limit: int | None = None
+    resume: str | None = None
+    save_every: int = 5
+    sample_every: int = 1
+    log_every: int = 50
+
+    def validate(self) -> None:
+        positive = {"epochs": self.epochs, "batch size": self.batch_size, "latent dim": self.latent_dim,
+                    "save every": self.save_every, "sample every": self.sample_every, "log every": self.log_every}
+        for name, value in positive.items():
+            if value < 1:
+                raise UserError(f"{name} must be >= 1, got {value}")
+        if self.image_size not in IMAGE_SIZES:
+            raise UserError(f"image size must be 28 or 64, got {self.image_size}")
+        for name, value in {"lr-g": self.lr_g, "lr-d": self.lr_d}.items():
+            if not value > 0:
+                raise UserError(f"--{name} must be > 0, got {value}")
+        for name, value in {"beta1": self.beta1, "beta2": self.beta2}.items():
+            if not 0 <= value < 1:
+                raise UserError(f"--{name} must be in [0, 1), got {value}")
+        for name, value in {"real-label": self.real_label, "fake-label": self.fake_label}.items():
+            if not 0 <= value <= 1:
+                raise UserError(f"--{name} must be in [0, 1], got {value}")
+        if self.limit is not None and self.limit < self.batch_size:
+            raise UserError(f"--limit {self.limit} is smaller than one batch ({self.batch_size})")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise UserError(f"precision must be auto, fp32 or bf16, got {self.precision}")
+
+    def model_config(self) -> ModelConfig:
+        return ModelConfig(latent_dim=self.latent_dim, image_size=self.image_size,
+                           num_classes=0 if self.unconditional else 10)
+
+    def to_dict(self) -> dict:
+        return asdict(self)

@@ -1,0 +1,128 @@
+"""The DCGAN (Radford et al. 2015): one definition, imported by the trainer and the exporter.
+
+Two sizes:
+- 28x28 native (7 -> 14 -> 28), the default: no resizing, a quarter of the compute of 64x64.
+- 64x64, the paper's 4 -> 8 -> 16 -> 32 -> 64 stack exactly as pytorch/examples `dcgan` writes it,
+  so an unconditional 64x64 generator has the same state_dict keys as that example's `netG`.
+
+Conditioning (num_classes > 0): G concatenates a label embedding to z; D is a projection
+discriminator (Miyato & Koyama 2018): logit = psi(phi(x)) + <embed(y), sum-pooled phi(x)>.
+D returns logits; the loss is BCEWithLogitsLoss.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+IMAGE_SIZES = (28, 64)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    latent_dim: int = 100
+    image_size: int = 28
+    num_classes: int = 10  # 0 = unconditional
+    g_width: int = 64  # ngf in pytorch/examples
+    d_width: int = 64  # ndf in pytorch/examples
+    embed_dim: int = 50  # size of G's label embedding
+
+    def __post_init__(self):
+        if self.image_size not in IMAGE_SIZES:
+            raise ValueError(f"image size must be one of {IMAGE_SIZES}, got {self.image_size}")
+
+    @property
+    def conditional(self) -> bool:
+        return self.num_classes > 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelConfig:
+        names = cls.__dataclass_fields__.keys()
+        return cls(**{k: int(v) for k, v in d.items() if k in names})
+
+
+def _up(c_in: int, c_out: int, kernel: int, stride: int, padding: int) -> list[nn.Module]:
+    return [nn.ConvTranspose2d(c_in, c_out, kernel, stride, padding, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(True)]
+
+
+def _down(c_in: int, c_out: int, batchnorm: bool = True) -> list[nn.Module]:
+    layers: list[nn.Module] = [nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False)]
+    if batchnorm:
+        layers.append(nn.BatchNorm2d(c_out))
+    layers.append(nn.LeakyReLU(0.2, inplace=True))
+    return layers
+
+
+class Generator(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        w = cfg.g_width
+        c_in = cfg.latent_dim + (cfg.embed_dim if cfg.conditional else 0)
+        if cfg.conditional:
+            self.label_embedding = nn.Embedding(cfg.num_classes, cfg.embed_dim)
+        if cfg.image_size == 28:
+            layers = [*_up(c_in, w * 4, 7, 1, 0), *_up(w * 4, w * 2, 4, 2, 1), nn.ConvTranspose2d(w * 2, 1, 4, 2, 1)]
+        else:
+            layers = [
+                *_up(c_in, w * 8, 4, 1, 0),
+                *_up(w * 8, w * 4, 4, 2, 1),
+                *_up(w * 4, w * 2, 4, 2, 1),
+                *_up(w * 2, w, 4, 2, 1),
+                nn.ConvTranspose2d(w, 1, 4, 2, 1, bias=False),
+            ]
+        self.main = nn.Sequential(*layers, nn.Tanh())
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """z: [N, latent_dim], labels: [N] int64 (ignored when unconditional) -> [N, 1, H, W] in [-1, 1]."""
+        if self.cfg.conditional:
+            z = torch.cat([z, self.label_embedding(labels)], dim=1)
+        return self.main(z[:, :, None, None])
+
+
+class Discriminator(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        w = cfg.d_width
+        if cfg.image_size == 28:  # 28 -> 14 -> 7, then a 7x7 conv to one logit
+            layers, c_out, k = [*_down(1, w, batchnorm=False), *_down(w, w * 2)], w * 2, 7
+        else:  # 64 -> 32 -> 16 -> 8 -> 4, then a 4x4 conv
+            layers = [*_down(1, w, batchnorm=False), *_down(w, w * 2), *_down(w * 2, w * 4), *_down(w * 4, w * 8)]
+            c_out, k = w * 8, 4
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Conv2d(c_out, 1, k, 1, 0, bias=False)
+        if cfg.conditional:
+            self.label_projection = nn.Embedding(cfg.num_classes, c_out)
+            nn.init.normal_(self.label_projection.weight, 0.0, 0.02)  # start near the unconditional D
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """images: [N, 1, H, W] in [-1, 1] -> logits [N]."""
+        h = self.features(images)
+        logits = self.head(h).flatten()
+        if self.cfg.conditional:
+            logits = logits + (self.label_projection(labels) * h.sum(dim=(2, 3))).sum(dim=1)
+        return logits
+
+
+def init_weights(module: nn.Module) -> None:
+    """DCGAN init: conv weights N(0, 0.02), BatchNorm weights N(1, 0.02) and biases 0."""
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.BatchNorm2d):
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)
+
+
+def build_models(cfg: ModelConfig) -> tuple[Generator, Discriminator]:
+    generator, discriminator = Generator(cfg), Discriminator(cfg)
+    generator.apply(init_weights)
+    discriminator.apply(init_weights)
+    return generator, discriminator

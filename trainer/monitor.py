@@ -1,0 +1,77 @@
+"""What the user watches: running metrics kept on the device, and a health verdict per log point."""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+import torch
+
+GREEN, YELLOW, RED = "green", "yellow", "red"
+METRIC_NAMES = ("loss_d", "loss_g", "d_x", "d_gz")
+
+
+class RunningMetrics:
+    """Sums of per-step metrics on the training device: no host sync until `read()`."""
+
+    def __init__(self, device: torch.device):
+        self.sums = torch.zeros(len(METRIC_NAMES), device=device)
+        self.nonfinite = torch.zeros((), dtype=torch.int64, device=device)
+        self.count = 0
+
+    def add(self, loss_d, loss_g, d_x, d_gz) -> None:
+        values = torch.stack([loss_d, loss_g, d_x, d_gz]).detach().float()
+        self.sums += values
+        self.nonfinite += (~torch.isfinite(values)).any()
+        self.count += 1
+
+    def read(self) -> tuple[dict, int]:
+        """Means since the last read, and how many of those steps had a non-finite value (one sync)."""
+        values = (self.sums / max(self.count, 1)).tolist()
+        nonfinite = int(self.nonfinite)
+        self.sums.zero_()
+        self.nonfinite.zero_()
+        self.count = 0
+        return dict(zip(METRIC_NAMES, values, strict=True)), nonfinite
+
+
+@torch.no_grad()
+def within_class_spread(images: torch.Tensor, labels: torch.Tensor | None) -> float:
+    """Mean per-pixel std across images of the same label (all images when unconditional).
+
+    A generator that draws one image per digit (mode collapse) drives this towards 0.
+    """
+    images = images.detach().float().flatten(1)
+    if labels is None:
+        return float(images.std(dim=0).mean())
+    spreads = [images[labels == c].std(dim=0).mean() for c in labels.unique() if (labels == c).sum() > 1]
+    return float(torch.stack(spreads).mean()) if spreads else float("nan")
+
+
+class Health:
+    """Green = healthy, yellow = warning, red = failure; with the reason in words."""
+
+    def __init__(self, window: int = 3):
+        self.window = window
+        self.recent = deque(maxlen=2 * window)
+
+    def update(self, m: dict) -> tuple[str, str]:
+        self.recent.append(m)
+        if not all(math.isfinite(m[k]) for k in METRIC_NAMES):
+            return RED, "non-finite loss"
+        if m["loss_d"] < 0.01:
+            return RED, "D loss stuck near 0"
+        diversity = m.get("diversity")
+        if diversity is not None and diversity < 0.15:
+            return RED, "samples collapsed to near-identical images"
+        last = list(self.recent)[-self.window :]
+        if len(last) == self.window and all(r["d_x"] > 0.95 and r["d_gz"] < 0.05 for r in last):
+            return YELLOW, "D is winning (D(x)~1, D(G(z))~0)"
+        if len(self.recent) == 2 * self.window:
+            before = sum(r["loss_g"] for r in list(self.recent)[: self.window]) / self.window
+            now = sum(r["loss_g"] for r in last) / self.window
+            if now > 1.5 * before and now > 3.0:
+                return YELLOW, "G loss climbing"
+        if diversity is not None and diversity < 0.4:
+            return YELLOW, "low sample diversity"
+        return GREEN, "ok"
