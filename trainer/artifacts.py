@@ -116,13 +116,16 @@ def model_summary(model: nn.Module, *inputs: torch.Tensor) -> str:
     """Each leaf layer with its output shape and parameter count, and the totals."""
     rows, hooks = [], []
 
-    def hook(module, _inputs, output):
-        params = sum(p.numel() for p in module.parameters(recurse=False))
-        rows.append((module.__class__.__name__, tuple(output.shape), params))
+    def hook_for(name):
+        def hook(module, _inputs, output):
+            params = sum(p.numel() for p in module.parameters(recurse=False))
+            rows.append((f"{name} ({module.__class__.__name__})", tuple(output.shape), params))
+
+        return hook
 
     for name, module in model.named_modules():
         if not list(module.children()):
-            hooks.append(module.register_forward_hook(hook))
+            hooks.append(module.register_forward_hook(hook_for(name)))
     was_training = model.training
     model.eval()
     with torch.no_grad():
@@ -131,9 +134,9 @@ def model_summary(model: nn.Module, *inputs: torch.Tensor) -> str:
     for h in hooks:
         h.remove()
     total = sum(p.numel() for p in model.parameters())
-    lines = [f"{model.__class__.__name__}", f"{'layer':<20}{'output shape':<24}{'params':>12}"]
-    lines += [f"{name:<20}{str(list(shape)):<24}{params:>12,}" for name, shape, params in rows]
-    lines.append(f"{'total parameters':<44}{total:>12,}")
+    lines = [f"{model.__class__.__name__}", f"{'layer':<36}{'output shape':<22}{'params':>12}"]
+    lines += [f"{name:<36}{str(list(shape)):<22}{params:>12,}" for name, shape, params in rows]
+    lines.append(f"{'total parameters':<58}{total:>12,}")
     return "\n".join(lines)
 
 

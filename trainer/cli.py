@@ -12,8 +12,10 @@ from infer.errors import UserError
 from .config import TrainConfig
 
 # Options that define the model and the optimisation: on --resume they come from the checkpoint.
-LOCKED_ON_RESUME = ("batch_size", "latent_dim", "image_size", "unconditional", "lr_g", "lr_d", "beta1", "beta2",
-                    "real_label", "fake_label", "precision", "seed", "data_dir", "limit")
+LOCKED_ON_RESUME = (
+    "batch_size", "latent_dim", "image_size", "unconditional", "lr_g", "lr_d", "beta1", "beta2",
+    "real_label", "fake_label", "precision", "seed", "data_dir", "limit",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,7 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m trainer",
         description="Train a (conditional) DCGAN on MNIST and write generator.pth, checkpoints, samples and plots.",
-        epilog="examples:\n  python -m trainer --epochs 30\n  python -m trainer --limit 2048 --epochs 1 --out runs/try\n"
+        epilog="examples:\n  python -m trainer --epochs 30\n"
+               "  python -m trainer --limit 2048 --epochs 1 --out runs/try\n"
                "  python -m trainer --resume            # continue artifacts/checkpoints/last.pt",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         argument_default=argparse.SUPPRESS,  # so we know which options the user gave
@@ -40,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--fake-label", type=float, help=f"D's target for generated images (default {d.fake_label})")
     a("--device", help="auto (CUDA when present), cpu, cuda or cuda:N (default auto)")
     a("--precision", choices=["auto", "fp32", "bf16"], help="auto = bf16 autocast where supported (default auto)")
-    a("--compile", action=argparse.BooleanOptionalAction, help="torch.compile G and D (default off: no gain measured on CPU)")
+    a("--compile", action=argparse.BooleanOptionalAction,
+      help="torch.compile G and D (default off: no gain measured on CPU)")
     a("--seed", type=int, help=f"seed for weights, batches and noise (default {d.seed})")
     a("--out", help=f"output folder (default {d.out})")
     a("--data-dir", help="read the four MNIST IDX files (gzip or raw) from here instead of the bundled copy")

@@ -209,8 +209,9 @@ class Trainer:
         try:
             while s.epoch < cfg.epochs:
                 epoch = s.epoch + 1
-                bar = tqdm(total=self.batches.steps_per_epoch, initial=s.step_in_epoch, desc=f"epoch {epoch}/{cfg.epochs}",
-                           unit="step", disable=not progress, dynamic_ncols=True, file=sys.stderr)
+                bar = tqdm(total=self.batches.steps_per_epoch, initial=s.step_in_epoch, unit="step",
+                           desc=f"epoch {epoch}/{cfg.epochs}", disable=not progress, dynamic_ncols=True,
+                           file=sys.stderr)
                 tick, images_since = time.perf_counter(), 0
                 for real, labels in self.batches.epoch(epoch, s.step_in_epoch):
                     *values, fake = self.train_step(real, labels, targets)
@@ -290,8 +291,11 @@ class Trainer:
             "model": self.model_cfg.to_dict(),
             "resolved": {"device": str(self.device), "precision": self.precision, "compile": self.use_compile},
             "versions": {"mnist_gen": __version__, "torch": torch.__version__, "python": platform.python_version()},
-            "machine": {"platform": platform.platform(), "processor": platform.processor(),
-                        "cuda_device": torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else None},
+            "machine": {
+                "platform": platform.platform(),
+                "processor": platform.processor(),
+                "cuda_device": torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else None,
+            },
         }
         artifacts.save_json(info, self.out / "config.json")
         artifacts.save_model_summary(self.generator, self.discriminator, self.out / "model_summary.txt")

@@ -1,0 +1,217 @@
+"""generator.pth -> one self-contained ONNX file with a dynamic batch axis, checked against PyTorch.
+
+The ONNX file carries what `infer` needs in its metadata (latent size, image size, classes, ...),
+so the runtime never guesses. The file is moved into place only after the parity check passes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from infer import __version__
+from infer.errors import UserError
+from infer.files import atomic_path
+from trainer.checkpoint import (
+    CHECKPOINT_FORMAT,
+    DISCRIMINATOR_FORMAT,
+    GENERATOR_FORMAT,
+    generator_from_file,
+    load_file,
+)
+from trainer.model import Generator, ModelConfig
+
+DEFAULT_OPSET = 18
+PARITY_BATCHES = (1, 3, 64, 257)
+TOLERANCE = {"fp32": 1e-4, "fp16": 2e-2}  # max |onnx - torch fp32 eager| on images in [-1, 1]
+
+
+@dataclass
+class ExportReport:
+    path: Path
+    size_bytes: int
+    opset: int
+    inputs: list[str]
+    outputs: list[str]
+    metadata: dict
+    parity: dict = field(default_factory=dict)  # provider -> {batch: max abs diff}
+
+
+class ExportableGenerator(nn.Module):
+    """The graph infer runs: float32 in and out, bad labels fail loudly instead of wrapping around."""
+
+    def __init__(self, generator: Generator, fp16: bool):
+        super().__init__()
+        self.generator = generator.half() if fp16 else generator
+        self.dtype = torch.float16 if fp16 else torch.float32
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        if self.generator.cfg.conditional:
+            # ONNX Gather reads a negative index from the end (-1 -> digit 9, quietly); send it
+            # out of range instead, where onnxruntime raises, as it does for labels >= num_classes.
+            labels = torch.where(labels < 0, self.generator.cfg.num_classes, labels)
+        return self.generator(z.to(self.dtype), labels).float()
+
+
+# ---- loading --------------------------------------------------------------------------------
+
+
+def is_examples_generator(state: dict) -> bool:
+    """A pytorch/examples `dcgan` netG state_dict: main.0 ... main.12 transposed convs."""
+    w = state.get("main.0.weight")
+    return isinstance(w, torch.Tensor) and w.ndim == 4 and w.shape[2:] == (4, 4) and "main.12.weight" in state
+
+
+def is_examples_discriminator(state: dict) -> bool:
+    w = state.get("main.0.weight")
+    return isinstance(w, torch.Tensor) and w.ndim == 4 and "main.11.weight" in state and "main.12.weight" not in state
+
+
+def examples_generator(state: dict, path: Path) -> Generator:
+    """Rebuild pytorch/examples' 64x64 netG (nz, ngf read off the weights) as our unconditional G."""
+    nz, ngf8 = state["main.0.weight"].shape[:2]
+    channels = state["main.12.weight"].shape[1]
+    if channels != 1:
+        raise UserError(f"{path}: a pytorch/examples generator with nc={channels}; MNIST generators have nc=1")
+    cfg = ModelConfig(latent_dim=int(nz), image_size=64, num_classes=0, g_width=int(ngf8) // 8)
+    generator = Generator(cfg)
+    try:
+        generator.load_state_dict(state)
+    except RuntimeError as e:
+        raise UserError(f"{path}: not a pytorch/examples DCGAN generator ({str(e).splitlines()[0][:120]})") from None
+    return generator.eval()
+
+
+def load_generator(path: Path, source: str = "auto") -> tuple[Generator, dict]:
+    """Our generator.pth, a training checkpoint, or a pytorch/examples netG state_dict."""
+    obj = load_file(path)
+    kind = obj.get("format") if isinstance(obj, dict) else None
+    if source == "mnist-gen" or kind in (GENERATOR_FORMAT, CHECKPOINT_FORMAT, DISCRIMINATOR_FORMAT):
+        generator, info = generator_from_file(obj, path)
+        return generator, {"epochs": info["epochs"], "source": "mnist-gen"}
+    if isinstance(obj, dict) and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        if source == "pytorch-examples" or is_examples_generator(obj):
+            return examples_generator(obj, path), {"epochs": 0, "source": "pytorch/examples dcgan"}
+        if is_examples_discriminator(obj):
+            raise UserError(f"{path}: this looks like a discriminator (netD); pass the generator (netG)")
+    raise UserError(f"{path}: not a generator (expected mnist-gen generator.pth, a checkpoint, "
+                    "or a pytorch/examples netG state_dict)")
+
+
+# ---- export ---------------------------------------------------------------------------------
+
+
+def sample_inputs(cfg: ModelConfig, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    inputs = {"z": rng.standard_normal((batch, cfg.latent_dim), dtype=np.float32)}
+    if cfg.conditional:
+        inputs["labels"] = np.arange(batch, dtype=np.int64) % cfg.num_classes
+    return inputs
+
+
+def build_metadata(cfg: ModelConfig, info: dict, source_sha256: str, fp16: bool) -> dict[str, str]:
+    kind = "conditional" if cfg.conditional else "unconditional"
+    return {
+        "latent_dim": str(cfg.latent_dim),
+        "image_size": str(cfg.image_size),
+        "num_classes": str(cfg.num_classes),
+        "labels": f"int64 in [0, {cfg.num_classes})" if cfg.conditional else "none",
+        "output_range": "-1,1",
+        "architecture": f"dcgan-{cfg.image_size}-{kind}",
+        "g_width": str(cfg.g_width),
+        "precision": "fp16" if fp16 else "fp32",
+        "training_epochs": str(info["epochs"]),
+        "source": info["source"],
+        "source_sha256": source_sha256,
+        "mnist_gen_version": __version__,
+    }
+
+
+def to_onnx_proto(generator: Generator, opset: int, fp16: bool):
+    """Dynamo export in eval mode with a dynamic batch axis, weights inside the file."""
+    cfg = generator.cfg
+    model = ExportableGenerator(generator.eval(), fp16).eval()
+    example = {k: torch.from_numpy(v) for k, v in sample_inputs(cfg, 4).items()}
+    batch = torch.export.Dim("batch", min=1, max=1 << 20)
+    program = torch.onnx.export(
+        model, tuple(example.values()), dynamo=True, opset_version=opset,
+        dynamic_shapes=tuple({0: batch} for _ in example), input_names=list(example), output_names=["images"],
+        external_data=False, optimize=True, verbose=False,
+    )
+    return program.model_proto
+
+
+def parity(proto_bytes: bytes, generator: Generator, providers: list[str]) -> dict:
+    """Max |onnxruntime - torch fp32 eager| per provider and batch size."""
+    import onnxruntime as ort
+
+    results = {}
+    for provider in providers:
+        session = ort.InferenceSession(proto_bytes, providers=[provider])
+        if session.get_providers()[0] != provider:
+            continue
+        results[provider] = {}
+        for batch in PARITY_BATCHES:
+            inputs = sample_inputs(generator.cfg, batch, seed=batch)
+            (onnx_images,) = session.run(["images"], inputs)
+            with torch.no_grad():
+                labels = torch.from_numpy(inputs["labels"]) if "labels" in inputs else None
+                torch_images = generator(torch.from_numpy(inputs["z"]), labels).numpy()
+            if onnx_images.shape != torch_images.shape:
+                raise UserError(f"parity check failed: shape {onnx_images.shape} != {torch_images.shape}")
+            results[provider][batch] = float(np.abs(onnx_images - torch_images).max())
+    return results
+
+
+def available_providers() -> list[str]:
+    import onnxruntime as ort
+
+    wanted = ["CPUExecutionProvider"]
+    if torch.cuda.is_available() and "CUDAExecutionProvider" in ort.get_available_providers():
+        wanted.append("CUDAExecutionProvider")
+    return wanted
+
+
+def export(src: str | os.PathLike, out: str | os.PathLike | None = None, opset: int = DEFAULT_OPSET,
+           fp16: bool = False, check: bool = True, source: str = "auto") -> ExportReport:
+    import onnx
+
+    src = Path(src)
+    out = Path(out) if out is not None else src.parent / "generator.onnx"
+    if opset < 18:
+        raise UserError(f"--opset {opset}: the exporter needs opset 18 or newer")
+    if out.is_dir():
+        raise UserError(f"--out {out} is a folder; give a file name such as {out / 'generator.onnx'}")
+    generator, info = load_generator(src, source)
+    sha256 = hashlib.sha256(src.read_bytes()).hexdigest()
+    reference = Generator(generator.cfg)
+    reference.load_state_dict(generator.state_dict())
+    reference.eval()
+
+    proto = to_onnx_proto(generator, opset, fp16)
+    metadata = build_metadata(reference.cfg, info, sha256, fp16)
+    onnx.helper.set_model_props(proto, metadata)
+    proto.doc_string = "mnist-gen DCGAN generator: z (and labels) -> images in [-1, 1]"
+    onnx.checker.check_model(proto, full_check=True)
+    data = proto.SerializeToString()
+
+    report = ExportReport(out, len(data), opset, [i.name for i in proto.graph.input],
+                          [o.name for o in proto.graph.output], metadata)
+    if check:
+        report.parity = parity(data, reference, available_providers())
+        worst = max(d for per_batch in report.parity.values() for d in per_batch.values())
+        bound = TOLERANCE["fp16" if fp16 else "fp32"]
+        if not worst <= bound:
+            raise UserError(f"parity check failed: max abs difference {worst:.3g} > {bound:g}; nothing written")
+    try:
+        with atomic_path(out) as tmp:
+            tmp.write_bytes(data)
+    except OSError as e:
+        raise UserError(f"--out {out}: cannot write ({e.strerror or e})") from None
+    return report

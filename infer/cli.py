@@ -1,0 +1,324 @@
+"""`mnist-gen`: generate MNIST digits from an ONNX generator with onnxruntime, no torch needed.
+
+Heavy imports (numpy, onnxruntime, Pillow) happen inside the commands so `--help` is instant.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from . import __version__
+from .errors import UserError
+
+GRID_CAP = 10_000  # images in one grid PNG; more go to --out-dir only
+
+app = typer.Typer(
+    name="mnist-gen",
+    help="Generate MNIST digits from an exported DCGAN generator (ONNX, onnxruntime CUDA or CPU).\n\n"
+    "Examples:\n\n  mnist-gen infer --n 64 --out grid.png\n\n  mnist-gen infer --digit 7 --n 16 --seed 1 --scale 4\n\n"
+    "  mnist-gen interpolate --digit 3 --to 8 --out walk.gif\n\n  mnist-gen info",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+ModelOpt = Annotated[
+    Path | None,
+    typer.Option("--model", help="ONNX generator (default: ./artifacts/generator.onnx, else the bundled one)"),
+]
+ProviderOpt = Annotated[str, typer.Option("--provider", help="auto (CUDA if usable, else CPU), cpu or cuda")]
+SeedOpt = Annotated[int | None, typer.Option("--seed", help="noise seed (default: drawn at random and printed)")]
+ScaleOpt = Annotated[int, typer.Option("--scale", help="nearest-neighbour upscaling factor for viewing")]
+
+
+def note(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def fail(error: UserError) -> typer.Exit:
+    note(f"error: {error}")
+    return typer.Exit(2)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"mnist-gen {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="print the version and exit")
+    ] = False,
+) -> None:
+    """Generate MNIST digits from an exported DCGAN generator, without PyTorch."""
+
+
+def load(model: Path | None, provider: str):
+    from .generator import OnnxGenerator, resolve_model
+
+    path = resolve_model(model)
+    generator = OnnxGenerator.load(path, provider)
+    if generator.note and provider == "auto":
+        note(f"note: CUDA not used ({generator.note}); running on CPU")
+    kind = f"conditional, {generator.num_classes} classes" if generator.conditional else "unconditional"
+    note(f"model: {path} ({generator.image_size}x{generator.image_size}, {kind}); provider: {generator.provider}")
+    return generator
+
+
+def parse_digits(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        digits = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise UserError(f"--digit {text!r}: give a digit or a list such as 0,1,2") from None
+    if not digits:
+        raise UserError("--digit: give at least one digit")
+    return digits
+
+
+def pick_seed(seed: int | None) -> int:
+    import secrets
+
+    if seed is None:
+        seed = secrets.randbelow(2**31)
+        note(f"seed: {seed} (pass --seed {seed} to reproduce)")
+    elif seed < 0:
+        raise UserError(f"--seed must be >= 0, got {seed}")
+    return seed
+
+
+def check_positive(**values: int | None) -> None:
+    for name, value in values.items():
+        if value is not None and value < 1:
+            raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+
+
+def check_writable(path: Path, what: str) -> None:
+    """Fail before any work if `path` cannot be created (parent folders are created)."""
+    import os
+
+    if path.is_dir():
+        raise UserError(f"{what} {path} is a folder; give a file name")
+    parent = path.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"{what} {path}: cannot create {parent} ({e.strerror or e})") from None
+    if not os.access(parent, os.W_OK):
+        raise UserError(f"{what} {path}: {parent} is not writable")
+
+
+@app.command()
+def infer(
+    n: Annotated[int, typer.Option("--n", help="how many digits to generate")] = 64,
+    out: Annotated[Path | None, typer.Option("--out", help="grid PNG to write (default grid.png)")] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out-dir", help="also write each digit as its own PNG here")] = None,
+    model: ModelOpt = None,
+    digit: Annotated[
+        str | None, typer.Option("--digit", help="digit for all images, or a list such as 0,1,2 (conditional models)")
+    ] = None,
+    seed: SeedOpt = None,
+    nrow: Annotated[
+        int | None, typer.Option("--nrow", help="images per grid row (default: 10 when cycling 0-9)")
+    ] = None,
+    scale: ScaleOpt = 1,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="images per onnxruntime call")] = 256,
+    provider: ProviderOpt = "auto",
+) -> None:
+    """Generate N digits into a grid PNG (and/or one PNG per digit).
+
+    Without --digit a conditional model cycles 0-9, so each grid row reads 0123456789.
+
+    Examples: mnist-gen infer --n 64 --out grid.png; mnist-gen infer --digit 0,1 --n 1000 --out-dir digits/
+    """
+    try:
+        _infer(n, out, out_dir, model, digit, seed, nrow, scale, batch_size, provider)
+    except UserError as e:
+        raise fail(e) from None
+
+
+def _infer(n, out, out_dir, model, digit, seed, nrow, scale, batch_size, provider) -> None:
+    import numpy as np
+
+    from .files import make_grid, save_png, to_uint8, upscale
+
+    check_positive(n=n, nrow=nrow, scale=scale, batch_size=batch_size)
+    digits = parse_digits(digit)
+    if out is None and out_dir is None:
+        out = Path("grid.png")
+    if out is not None:
+        if n > GRID_CAP:
+            raise UserError(f"--n {n}: a grid holds at most {GRID_CAP} images; use --out-dir alone for more")
+        check_writable(out, "--out")
+    if out_dir is not None:
+        if out_dir.exists() and not out_dir.is_dir():
+            raise UserError(f"--out-dir {out_dir} is a file")
+        check_writable(out_dir / "x.png", "--out-dir")
+
+    generator = load(model, provider)
+    labels = None
+    if generator.conditional:
+        cycle = digits if digits is not None else list(range(generator.num_classes))
+        generator.check_labels(cycle)
+        labels = np.asarray(cycle, dtype=np.int64)[np.arange(n) % len(cycle)]
+        nrow = nrow or (len(cycle) if len(cycle) > 1 and n >= len(cycle) else None)
+    elif digits is not None:
+        generator.check_labels(digits)
+    nrow = nrow or max(1, int(np.ceil(np.sqrt(n))))
+    rng = np.random.default_rng(pick_seed(seed))
+
+    size = generator.image_size
+    tiles = np.empty((n, size, size), np.uint8) if out is not None else None
+    for start in range(0, n, batch_size):
+        count = min(batch_size, n - start)
+        z = rng.standard_normal((count, generator.latent_dim), dtype=np.float32)
+        images = to_uint8(generator.run(z, None if labels is None else labels[start : start + count]))
+        if tiles is not None:
+            tiles[start : start + count] = images
+        if out_dir is not None:
+            for i, image in enumerate(images, start):
+                name = f"{i:06d}_digit{labels[i]}.png" if labels is not None else f"{i:06d}.png"
+                save_png(out_dir / name, upscale(image, scale))
+    if out is not None:
+        save_png(out, upscale(make_grid(tiles, nrow), scale))
+        print(f"wrote {out} ({n} digits, {nrow} per row)")
+    if out_dir is not None:
+        print(f"wrote {n} PNGs to {out_dir}")
+
+
+@app.command()
+def interpolate(
+    digit: Annotated[int | None, typer.Option("--digit", help="digit to walk through (conditional models)")] = None,
+    to: Annotated[
+        int | None, typer.Option("--to", help="end on this digit instead (cross-fades along the walk)")
+    ] = None,
+    steps: Annotated[int, typer.Option("--steps", help="frames in the walk")] = 10,
+    out: Annotated[Path, typer.Option("--out", help="a .png strip or an animated .gif")] = Path("interpolation.png"),
+    model: ModelOpt = None,
+    seed: SeedOpt = None,
+    scale: ScaleOpt = 2,
+    provider: ProviderOpt = "auto",
+) -> None:
+    """A smooth latent walk (slerp between two noise vectors), as a PNG strip or an animated GIF.
+
+    Examples: mnist-gen interpolate --digit 3 --out walk.png; mnist-gen interpolate --digit 1 --to 7 --out morph.gif
+    """
+    try:
+        _interpolate(digit, to, steps, out, model, seed, scale, provider)
+    except UserError as e:
+        raise fail(e) from None
+
+
+def slerp(a, b, steps: int):
+    import numpy as np
+
+    t = np.linspace(0.0, 1.0, steps, dtype=np.float32)[:, None]
+    cos = float(np.dot(a / np.linalg.norm(a), b / np.linalg.norm(b)))
+    omega = np.arccos(np.clip(cos, -1.0, 1.0))
+    if omega < 1e-6:
+        return ((1 - t) * a + t * b).astype(np.float32)
+    return ((np.sin((1 - t) * omega) * a + np.sin(t * omega) * b) / np.sin(omega)).astype(np.float32)
+
+
+def _interpolate(digit, to, steps, out, model, seed, scale, provider) -> None:
+    import numpy as np
+
+    from .files import make_grid, save_gif, save_png, to_uint8, upscale
+
+    check_positive(steps=steps, scale=scale)
+    if steps < 2:
+        raise UserError("--steps must be >= 2")
+    if out.suffix.lower() not in (".png", ".gif"):
+        raise UserError(f"--out {out}: use a .png (strip) or .gif (animation) file name")
+    check_writable(out, "--out")
+    generator = load(model, provider)
+    if generator.conditional:
+        start = 0 if digit is None else digit
+        generator.check_labels([start] + ([] if to is None else [to]))
+    elif digit is not None or to is not None:
+        generator.check_labels([digit if digit is not None else to])
+    rng = np.random.default_rng(pick_seed(seed))
+    ends = rng.standard_normal((2, generator.latent_dim), dtype=np.float32)
+    z = slerp(ends[0], ends[1], steps)
+    if generator.conditional:
+        images = generator.run(z, np.full(steps, start, np.int64))
+        if to is not None:  # labels are discrete in the graph: blend the two digits' images along the walk
+            t = np.linspace(0.0, 1.0, steps, dtype=np.float32)[:, None, None, None]
+            images = (1 - t) * images + t * generator.run(z, np.full(steps, to, np.int64))
+    else:
+        images = generator.run(z)
+    frames = [upscale(image, scale) for image in to_uint8(images)]
+    if out.suffix.lower() == ".gif":
+        save_gif(out, frames + frames[-2:0:-1], duration_ms=120)  # there and back again
+    else:
+        save_png(out, make_grid(np.stack(frames), steps, padding=2 * scale))
+    print(f"wrote {out} ({steps} steps)")
+
+
+@app.command()
+def info(model: ModelOpt = None, provider: ProviderOpt = "auto") -> None:
+    """The model's metadata, size, inputs and outputs, and which onnxruntime provider really runs it."""
+    try:
+        import onnxruntime as ort
+
+        generator = load(model, provider)
+    except UserError as e:
+        raise fail(e) from None
+    print(f"model:      {generator.path} ({generator.path.stat().st_size / 1e6:.2f} MB)")
+    for node in generator.session.get_inputs():
+        print(f"input:      {node.name} {node.type} {node.shape}")
+    for node in generator.session.get_outputs():
+        print(f"output:     {node.name} {node.type} {node.shape}")
+    for key in sorted(generator.metadata):
+        print(f"meta:       {key} = {generator.metadata[key]}")
+    print(f"onnxruntime {ort.__version__}; providers offered: {', '.join(ort.get_available_providers())}")
+    print(f"running on: {generator.provider}" + (f" (CUDA not used: {generator.note})" if generator.note else ""))
+
+
+@app.command()
+def bench(
+    model: ModelOpt = None,
+    provider: ProviderOpt = "auto",
+    batch_sizes: Annotated[str, typer.Option("--batch-sizes", help="comma-separated batch sizes")] = "1,64,256",
+    seconds: Annotated[float, typer.Option("--seconds", help="time to spend on each batch size")] = 1.0,
+) -> None:
+    """Images/s and latency per batch size on the chosen provider."""
+    try:
+        _bench(model, provider, batch_sizes, seconds)
+    except UserError as e:
+        raise fail(e) from None
+
+
+def _bench(model, provider, batch_sizes, seconds) -> None:
+    import time
+
+    import numpy as np
+
+    try:
+        sizes = [int(b) for b in batch_sizes.split(",")]
+    except ValueError:
+        raise UserError(f"--batch-sizes {batch_sizes!r}: give integers such as 1,64,256") from None
+    check_positive(batch_size=min(sizes))
+    if not seconds > 0:
+        raise UserError(f"--seconds must be > 0, got {seconds}")
+    generator = load(model, provider)
+    rng = np.random.default_rng(0)
+    print(f"{'batch':>6} {'median ms':>10} {'images/s':>10}  ({generator.provider})")
+    for batch in sizes:
+        z = rng.standard_normal((batch, generator.latent_dim), dtype=np.float32)
+        labels = np.arange(batch, dtype=np.int64) % max(generator.num_classes, 1)
+        generator.run(z, labels)  # warm-up
+        times, deadline = [], time.perf_counter() + seconds
+        while time.perf_counter() < deadline or len(times) < 3:
+            t0 = time.perf_counter()
+            generator.run(z, labels)
+            times.append(time.perf_counter() - t0)
+        median = float(np.median(times))
+        print(f"{batch:>6} {median * 1e3:>10.2f} {batch / median:>10.0f}")

@@ -1,0 +1,160 @@
+"""An exported ONNX generator behind onnxruntime: model resolution, provider choice, batched generation.
+
+Imports numpy, onnxruntime and the standard library only: never torch, trainer or exporter.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import UserError
+
+BUNDLED_MODEL = Path(__file__).parent / "assets" / "generator.onnx"
+LOCAL_MODEL = Path("artifacts") / "generator.onnx"
+REQUIRED_METADATA = ("latent_dim", "image_size", "num_classes")
+PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+
+
+def resolve_model(model: str | os.PathLike | None) -> Path:
+    """--model, else ./artifacts/generator.onnx, else the pretrained model shipped in the package."""
+    if model is not None:
+        path = Path(model)
+        if not path.is_file():
+            raise UserError(f"model {path}: no such file")
+        return path
+    for path in (LOCAL_MODEL, BUNDLED_MODEL):
+        if path.is_file():
+            return path
+    raise UserError("no model found: pass --model FILE.onnx, or train and export one "
+                    "(python -m trainer && python -m exporter artifacts/generator.pth)")
+
+
+def session_options(threads: int | None):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # One intra-op thread: measured faster than the default on small CPUs (see README, Performance).
+    opts.intra_op_num_threads = 1 if threads is None else threads
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3  # onnxruntime's own warnings would bury our one-line messages
+    return opts
+
+
+def _cuda_session(model_bytes: bytes, opts):
+    """A session that really runs on CUDA, or (None, why not)."""
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        return None, "this onnxruntime has no CUDA provider"
+    # The provider list includes CUDA even without a driver; checking for it is instant, a failed session is not.
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL("libcuda.so.1")
+        except OSError:
+            return None, "no NVIDIA driver (libcuda.so.1) found"
+    if hasattr(ort, "preload_dlls"):  # find pip-installed CUDA/cuDNN libraries without torch
+        try:
+            ort.preload_dlls()
+        except Exception:  # noqa: BLE001 - a failed preload only means CUDA will not start
+            pass
+    ort.set_default_logger_severity(4)  # a failing CUDA provider logs pages; we say it in one line
+    try:
+        session = ort.InferenceSession(model_bytes, opts, providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
+    except Exception as e:  # noqa: BLE001 - onnxruntime raises plain RuntimeError/Fail variants
+        return None, str(e).strip().splitlines()[0][:120] if str(e).strip() else "session creation failed"
+    finally:
+        ort.set_default_logger_severity(3)
+    if session.get_providers()[0] != "CUDAExecutionProvider":
+        return None, "the CUDA libraries or a GPU are not usable here"
+    return session, ""
+
+
+@dataclass
+class OnnxGenerator:
+    """A loaded generator: its session, the provider that really runs, and what its metadata says."""
+
+    path: Path
+    session: object
+    provider: str
+    metadata: dict
+    latent_dim: int
+    image_size: int
+    num_classes: int
+    note: str = ""  # why auto fell back to CPU, if it did
+
+    @property
+    def conditional(self) -> bool:
+        return self.num_classes > 0
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, provider: str = "auto", threads: int | None = None) -> OnnxGenerator:
+        import onnxruntime as ort
+
+        path = Path(path)
+        if provider not in ("auto", "cpu", "cuda"):
+            raise UserError(f"--provider must be auto, cpu or cuda, got {provider!r}")
+        try:
+            model_bytes = path.read_bytes()
+        except OSError as e:
+            raise UserError(f"model {path}: cannot read ({e.strerror or e})") from None
+        opts = session_options(threads)
+        session, note = None, ""
+        if provider in ("auto", "cuda"):
+            session, note = _cuda_session(model_bytes, opts)
+            if session is None and provider == "cuda":
+                raise UserError(f"--provider cuda: CUDA cannot run here ({note}); use --provider cpu")
+        if session is None:
+            try:
+                session = ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])
+            except Exception as e:  # noqa: BLE001 - any load failure means a bad model file
+                first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+                raise UserError(f"model {path}: not a valid ONNX model ({first})") from None
+        meta = session.get_modelmeta().custom_metadata_map
+        missing = [k for k in REQUIRED_METADATA if k not in meta]
+        if missing:
+            raise UserError(f"model {path}: not an mnist-gen generator (metadata lacks {', '.join(missing)}); "
+                            "export it with python -m exporter")
+        generator = cls(path, session, session.get_providers()[0], dict(meta), int(meta["latent_dim"]),
+                        int(meta["image_size"]), int(meta["num_classes"]), note)
+        generator._check_signature()
+        return generator
+
+    def _check_signature(self) -> None:
+        inputs = {i.name: i for i in self.session.get_inputs()}
+        outputs = [o.name for o in self.session.get_outputs()]
+        expected = {"z", "labels"} if self.conditional else {"z"}
+        if set(inputs) != expected or outputs != ["images"]:
+            raise UserError(f"model {self.path}: inputs {sorted(inputs)} / outputs {outputs} are not a generator's "
+                            f"(expected {sorted(expected)} -> ['images'])")
+        if inputs["z"].shape[-1] != self.latent_dim:
+            raise UserError(f"model {self.path}: z has size {inputs['z'].shape[-1]}, metadata says {self.latent_dim}")
+
+    def check_labels(self, labels: list[int]) -> None:
+        if not self.conditional:
+            raise UserError("--digit: this model is unconditional; it cannot draw a chosen digit")
+        bad = [d for d in labels if not 0 <= d < self.num_classes]
+        if bad:
+            raise UserError(f"--digit {bad[0]}: digits must be in 0..{self.num_classes - 1}")
+
+    def run(self, z: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
+        """One batch: z float32 [N, latent_dim] (+ labels int64 [N]) -> images float32 [N, 1, H, W]."""
+        feeds = {"z": np.ascontiguousarray(z, dtype=np.float32)}
+        if self.conditional:
+            labels = np.asarray(labels, dtype=np.int64)
+            if labels.min(initial=0) < 0 or labels.max(initial=0) >= self.num_classes:
+                raise UserError(f"labels must be in 0..{self.num_classes - 1}")
+            feeds["labels"] = labels
+        return self.session.run(["images"], feeds)[0]
+
+    def generate(self, z: np.ndarray, labels: np.ndarray | None, batch_size: int):
+        """Yield (start index, images) batch by batch: memory stays bounded for any N."""
+        for start in range(0, len(z), batch_size):
+            stop = start + batch_size
+            yield start, self.run(z[start:stop], None if labels is None else labels[start:stop])
