@@ -11,7 +11,8 @@ from infer.errors import UserError
 
 from .config import TrainConfig
 
-# Options that define the model and the optimisation: on --resume they come from the checkpoint.
+# On --resume every option defaults to the checkpoint's; these define the model and the optimisation,
+# so giving a different value is an error rather than a silently different run.
 LOCKED_ON_RESUME = (
     "batch_size", "latent_dim", "image_size", "unconditional", "lr_g", "lr_d", "beta1", "beta2",
     "real_label", "fake_label", "precision", "seed", "data_dir", "limit",
@@ -67,9 +68,8 @@ def resolve_config(given: dict) -> tuple[TrainConfig, dict | None]:
     ckpt = load_file(path)
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise UserError(f"{path}: not an mnist-gen training checkpoint (use checkpoints/last.pt)")
-    saved = ckpt.get("config", {})
     names = {f.name for f in fields(TrainConfig)}
-    values = {k: v for k, v in saved.items() if k in names and k in LOCKED_ON_RESUME}
+    values = {k: v for k, v in ckpt.get("config", {}).items() if k in names}
     for key, value in given.items():
         if key in LOCKED_ON_RESUME and key in values and value != values[key]:
             flag = "--" + key.replace("_", "-")

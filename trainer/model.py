@@ -5,8 +5,10 @@ Two sizes:
 - 64x64, the paper's 4 -> 8 -> 16 -> 32 -> 64 stack exactly as pytorch/examples `dcgan` writes it,
   so an unconditional 64x64 generator has the same state_dict keys as that example's `netG`.
 
-Conditioning (num_classes > 0): G concatenates a label embedding to z; D is a projection
-discriminator (Miyato & Koyama 2018): logit = psi(phi(x)) + <embed(y), sum-pooled phi(x)>.
+Conditioning (num_classes > 0): G concatenates a label embedding to z; D sees the label as
+one-hot maps stacked onto the image (Mirza & Osindero 2014). Measured against a projection
+discriminator (Miyato & Koyama 2018) over one epoch: with projection G soon ignored z and drew one
+image per digit (within-digit diversity 0.19 of real), with label maps it did not (0.70).
 D returns logits; the loss is BCEWithLogitsLoss.
 """
 
@@ -89,25 +91,21 @@ class Discriminator(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
-        w = cfg.d_width
+        w, c_in = cfg.d_width, 1 + cfg.num_classes  # the image, then one map per class
         if cfg.image_size == 28:  # 28 -> 14 -> 7, then a 7x7 conv to one logit
-            layers, c_out, k = [*_down(1, w, batchnorm=False), *_down(w, w * 2)], w * 2, 7
+            layers = [*_down(c_in, w, batchnorm=False), *_down(w, w * 2), nn.Conv2d(w * 2, 1, 7, 1, 0, bias=False)]
         else:  # 64 -> 32 -> 16 -> 8 -> 4, then a 4x4 conv
-            layers = [*_down(1, w, batchnorm=False), *_down(w, w * 2), *_down(w * 2, w * 4), *_down(w * 4, w * 8)]
-            c_out, k = w * 8, 4
-        self.features = nn.Sequential(*layers)
-        self.head = nn.Conv2d(c_out, 1, k, 1, 0, bias=False)
-        if cfg.conditional:
-            self.label_projection = nn.Embedding(cfg.num_classes, c_out)
-            nn.init.normal_(self.label_projection.weight, 0.0, 0.02)  # start near the unconditional D
+            layers = [*_down(c_in, w, batchnorm=False), *_down(w, w * 2), *_down(w * 2, w * 4), *_down(w * 4, w * 8),
+                      nn.Conv2d(w * 8, 1, 4, 1, 0, bias=False)]
+        self.main = nn.Sequential(*layers)
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """images: [N, 1, H, W] in [-1, 1] -> logits [N]."""
-        h = self.features(images)
-        logits = self.head(h).flatten()
         if self.cfg.conditional:
-            logits = logits + (self.label_projection(labels) * h.sum(dim=(2, 3))).sum(dim=1)
-        return logits
+            n, _, h, w = images.shape
+            maps = nn.functional.one_hot(labels, self.cfg.num_classes).to(images.dtype)
+            images = torch.cat([images, maps[:, :, None, None].expand(n, -1, h, w)], dim=1)
+        return self.main(images).flatten()
 
 
 def init_weights(module: nn.Module) -> None:

@@ -193,9 +193,8 @@ class Trainer:
     # ---- the run -----------------------------------------------------------------------------
 
     def run(self, progress: bool = True) -> None:
-        from tqdm import tqdm
-
-        cfg, s, out = self.cfg, self.state, self.out
+        """Train to cfg.epochs. A bar on a terminal; otherwise (logs, CI) one line per log point."""
+        cfg, s = self.cfg, self.state
         self.write_static_artifacts()
         b = cfg.batch_size
         targets = {
@@ -204,45 +203,49 @@ class Trainer:
             "ones": torch.ones(b, device=self.device),
         }
         metrics, health = RunningMetrics(self.device), Health()
-        color = sys.stderr.isatty()
         previous_handlers = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             while s.epoch < cfg.epochs:
                 epoch = s.epoch + 1
-                bar = tqdm(total=self.batches.steps_per_epoch, initial=s.step_in_epoch, unit="step",
-                           desc=f"epoch {epoch}/{cfg.epochs}", disable=not progress, dynamic_ncols=True,
-                           file=sys.stderr)
-                tick, images_since = time.perf_counter(), 0
-                for real, labels in self.batches.epoch(epoch, s.step_in_epoch):
-                    *values, fake = self.train_step(real, labels, targets)
-                    metrics.add(*values)
-                    s.step_in_epoch += 1
-                    s.global_step += 1
-                    images_since += b
-                    bar.update(1)
-                    last_of_epoch = s.step_in_epoch == self.batches.steps_per_epoch
-                    if s.global_step % cfg.log_every == 0 or last_of_epoch:
-                        now = time.perf_counter()
-                        record = self._log_point(metrics, health, real, labels, fake, images_since / (now - tick))
-                        tick, images_since = now, 0
-                        bar.set_postfix_str(_postfix(record, color))
-                    if self.stop_signal is not None:
-                        raise Interrupted
-                bar.close()
+                self.train_epoch(epoch, targets, metrics, health, progress)
                 s.epoch, s.step_in_epoch = epoch, 0
-                self.end_of_epoch(epoch, color)
+                self.end_of_epoch(epoch)
         except Interrupted:
-            bar.close()
             path = self.save_checkpoint()
-            name = signal.Signals(self.stop_signal).name
             raise Interrupted(
-                f"{name}: saved {path} (epoch {s.epoch + 1}, step {s.step_in_epoch} of "
-                f"{self.batches.steps_per_epoch}); continue with --resume --out {out}"
+                f"{signal.Signals(self.stop_signal).name}: saved {path} (epoch {s.epoch + 1}, step {s.step_in_epoch} "
+                f"of {self.batches.steps_per_epoch}); continue with --resume --out {self.out}"
             ) from None
         finally:
             for sig, handler in previous_handlers.items():
                 signal.signal(sig, handler)
         self.write_final_artifacts()
+
+    def train_epoch(self, epoch: int, targets: dict, metrics: RunningMetrics, health: Health, progress: bool) -> None:
+        from tqdm import tqdm
+
+        cfg, s, steps = self.cfg, self.state, self.batches.steps_per_epoch
+        tty = sys.stderr.isatty()
+        with tqdm(total=steps, initial=s.step_in_epoch, unit="step", desc=f"epoch {epoch}/{cfg.epochs}",
+                  disable=not (progress and tty), dynamic_ncols=True, file=sys.stderr) as bar:
+            tick, images_since = time.perf_counter(), 0
+            for real, labels in self.batches.epoch(epoch, s.step_in_epoch):
+                *values, fake = self.train_step(real, labels, targets)
+                metrics.add(*values)
+                s.step_in_epoch += 1
+                s.global_step += 1
+                images_since += cfg.batch_size
+                bar.update(1)
+                if s.global_step % cfg.log_every == 0 or s.step_in_epoch == steps:
+                    now = time.perf_counter()
+                    record = self._log_point(metrics, health, real, labels, fake, images_since / (now - tick))
+                    tick, images_since = now, 0
+                    bar.set_postfix_str(_postfix(record, tty))
+                    if progress and not tty:
+                        print(f"epoch {epoch} step {s.step_in_epoch}/{steps}  {_postfix(record, False)}",
+                              file=sys.stderr, flush=True)
+                if self.stop_signal is not None:
+                    raise Interrupted
 
     def _on_signal(self, signum, _frame) -> None:
         if self.stop_signal is not None:  # a second Ctrl-C: the user means it
@@ -271,7 +274,7 @@ class Trainer:
             f.write(json.dumps(record) + "\n")
         return record
 
-    def end_of_epoch(self, epoch: int, color: bool) -> None:
+    def end_of_epoch(self, epoch: int) -> None:
         cfg, s, out = self.cfg, self.state, self.out
         save_atomic(self.checkpoint(), out / "checkpoints" / "last.pt")
         if epoch % cfg.save_every == 0 or epoch == cfg.epochs:
@@ -281,7 +284,7 @@ class Trainer:
             artifacts.save_progress_gif(out / "samples", out / "progress.gif")
         artifacts.save_loss_curve(s.history, out / "loss_curve.png")
         last = s.history[-1]
-        print(f"epoch {epoch}/{cfg.epochs}  {_postfix(last, color)}", file=sys.stderr, flush=True)
+        print(f"epoch {epoch}/{cfg.epochs} done  {_postfix(last, sys.stderr.isatty())}", file=sys.stderr, flush=True)
         if last["health"] == RED:
             print(f"warning: training looks unhealthy: {last['health_reason']}", file=sys.stderr)
 

@@ -1,0 +1,78 @@
+"""Shared fixtures: tiny real models, exported once per test session through the real exporter."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+# Small widths keep every export and run fast; the architecture is the shipped one.
+TINY = {"g_width": 8, "d_width": 8}
+
+
+def run(*args: str, cwd: Path | None = None, timeout: float = 300, env: dict | None = None):
+    """Run a real command (python -m trainer / exporter / infer ...) and capture its output."""
+    return subprocess.run(list(args), cwd=cwd or REPO, env=env or ENV, capture_output=True, text=True, timeout=timeout)
+
+
+def python_m(module: str, *args: str, **kw):
+    return run(sys.executable, "-m", module, *args, **kw)
+
+
+def assert_one_line_error(result) -> None:
+    """Bad input: non-zero exit, one `error:` line on stderr, no traceback."""
+    assert result.returncode != 0, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
+    assert lines and lines[-1].startswith("error: "), result.stderr
+    assert sum(line.startswith("error: ") for line in lines) == 1, result.stderr
+
+
+def save_random_generator(path: Path, image_size: int = 28, num_classes: int = 10, seed: int = 0, **widths) -> Path:
+    import torch
+
+    from trainer.checkpoint import generator_file, save_atomic
+    from trainer.model import ModelConfig, build_models
+
+    torch.manual_seed(seed)
+    cfg = ModelConfig(image_size=image_size, num_classes=num_classes, **(widths or TINY))
+    generator, _ = build_models(cfg)
+    # Random weights, but BatchNorm statistics like a trained model's, so outputs are not degenerate.
+    for module in generator.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_var.uniform_(0.5, 2.0)
+            module.running_mean.normal_(0, 0.1)
+    save_atomic(generator_file(generator, epochs=1), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def models(tmp_path_factory) -> dict:
+    """(image_size, conditional) -> (generator.pth, exported generator.onnx, export report)."""
+    from exporter.export import export
+
+    root = tmp_path_factory.mktemp("models")
+    result = {}
+    for size in (28, 64):
+        for conditional in (True, False):
+            name = f"g{size}_{'cond' if conditional else 'uncond'}"
+            pth = save_random_generator(root / f"{name}.pth", size, 10 if conditional else 0)
+            report = export(pth, root / f"{name}.onnx")
+            result[size, conditional] = (pth, report.path, report)
+    return result
+
+
+@pytest.fixture(scope="session")
+def cond_onnx(models) -> Path:
+    return models[28, True][1]
+
+
+@pytest.fixture(scope="session")
+def uncond_onnx(models) -> Path:
+    return models[28, False][1]

@@ -1,0 +1,62 @@
+"""The one DCGAN definition: shapes, ranges, conditioning, and pytorch/examples compatibility."""
+
+import pytest
+import torch
+
+from trainer.model import Discriminator, Generator, ModelConfig, build_models
+
+
+@pytest.mark.parametrize("size", [28, 64])
+@pytest.mark.parametrize("num_classes", [10, 0])
+def test_shapes_and_range(size, num_classes):
+    cfg = ModelConfig(image_size=size, num_classes=num_classes, g_width=8, d_width=8)
+    generator, discriminator = build_models(cfg)
+    z, labels = torch.randn(5, cfg.latent_dim), torch.arange(5)
+    images = generator(z, labels if num_classes else None)
+    assert images.shape == (5, 1, size, size)
+    assert images.min() >= -1 and images.max() <= 1
+    logits = discriminator(images, labels if num_classes else None)
+    assert logits.shape == (5,)
+
+
+def test_conditional_generator_uses_the_label():
+    generator, _ = build_models(ModelConfig(g_width=8))
+    generator.eval()
+    z = torch.randn(1, 100)
+    assert not torch.allclose(generator(z, torch.tensor([3])), generator(z, torch.tensor([4])))
+
+
+def test_dcgan_init():
+    generator, discriminator = build_models(ModelConfig())
+    conv = generator.main[0].weight
+    assert abs(conv.std().item() - 0.02) < 0.002 and abs(conv.mean().item()) < 0.002
+    bn = discriminator.main[3].weight
+    assert abs(bn.mean().item() - 1.0) < 0.01
+
+
+def test_unconditional_64_matches_pytorch_examples_keys():
+    """pytorch/examples dcgan netG (nz=100, ngf=64, nc=1) state_dicts load into our 64x64 G."""
+    ours = Generator(ModelConfig(image_size=64, num_classes=0))
+    ngf, nz = 64, 100
+    expected_shapes = {
+        "main.0.weight": (nz, ngf * 8, 4, 4), "main.3.weight": (ngf * 8, ngf * 4, 4, 4),
+        "main.6.weight": (ngf * 4, ngf * 2, 4, 4), "main.9.weight": (ngf * 2, ngf, 4, 4),
+        "main.12.weight": (ngf, 1, 4, 4),
+    }
+    state = ours.state_dict()
+    for key, shape in expected_shapes.items():
+        assert tuple(state[key].shape) == shape
+    assert not any(k.startswith("label") for k in state)
+
+
+def test_discriminator_outputs_logits_not_probabilities():
+    discriminator = Discriminator(ModelConfig(num_classes=0, d_width=8))
+    with torch.no_grad():
+        discriminator.main[-1].weight.fill_(1.0)
+        logits = discriminator(torch.ones(2, 1, 28, 28))
+    assert (logits.abs() > 1).all()  # a sigmoid output could never leave [0, 1]
+
+
+def test_bad_image_size():
+    with pytest.raises(ValueError):
+        ModelConfig(image_size=32)

@@ -1,0 +1,163 @@
+"""`python -m trainer` as users run it: outputs, exact resume, Ctrl-C, the NaN guard, bad input."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from conftest import ENV, REPO, assert_one_line_error, python_m
+from PIL import Image
+
+from trainer.cli import main
+
+QUICK = ["--limit", "256", "--batch-size", "64", "--log-every", "2"]
+
+
+@pytest.fixture(scope="module")
+def one_epoch_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    result = python_m("trainer", *QUICK, "--epochs", "1", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    return out, result
+
+
+def test_one_epoch_writes_every_output(one_epoch_run):
+    out, result = one_epoch_run
+    for name in ["generator.pth", "discriminator.pth", "checkpoints/last.pt", "checkpoints/epoch_001.pt",
+                 "samples/epoch_001.png", "progress.gif", "loss_curve.png", "metrics.jsonl", "real_vs_fake.png",
+                 "interpolation.png", "model_summary.txt", "config.json"]:
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    assert not list(out.rglob("*.tmp")), "temporary files left behind"
+    assert "epoch 1/1" in result.stderr and "health=" in result.stderr
+
+
+def test_generator_is_self_describing(one_epoch_run):
+    out, _ = one_epoch_run
+    saved = torch.load(out / "generator.pth", weights_only=True)
+    assert saved["config"]["latent_dim"] == 100 and saved["config"]["num_classes"] == 10
+    from trainer.checkpoint import generator_from_file
+
+    generator, info = generator_from_file(saved, "generator.pth")
+    assert info["epochs"] == 1
+    assert generator(torch.randn(2, 100), torch.tensor([0, 1])).shape == (2, 1, 28, 28)
+    checkpoint = torch.load(out / "checkpoints" / "last.pt", weights_only=True)
+    assert {"generator", "discriminator", "opt_g", "opt_d", "rng", "config", "history", "epoch"} <= set(checkpoint)
+
+
+def test_metrics_samples_and_config(one_epoch_run):
+    out, _ = one_epoch_run
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert len(records) == 2  # steps 2 and 4
+    for key in ["epoch", "step", "loss_g", "loss_d", "d_x", "d_gz", "images_per_s", "health"]:
+        assert key in records[0]
+    assert 0 <= records[-1]["d_x"] <= 1 and records[-1]["health"] in ("green", "yellow", "red")
+    grid = np.asarray(Image.open(out / "samples" / "epoch_001.png"))
+    assert grid.shape == (2 * (10 * 30 + 2), 2 * (10 * 30 + 2))  # 10 rows (one per digit) x 10, upscaled 2x
+    config = json.loads((out / "config.json").read_text())
+    assert config["resolved"]["device"] == "cpu" and config["config"]["epochs"] == 1
+    assert "torch" in config["versions"]
+    summary = (out / "model_summary.txt").read_text()
+    assert "Generator" in summary and "Discriminator" in summary and "[2, 1, 28, 28]" in summary
+
+
+def _weights(path):
+    checkpoint = torch.load(path, weights_only=True)
+    discriminator = {"D." + k: v for k, v in checkpoint["discriminator"]["state_dict"].items()}
+    return {**checkpoint["generator"]["state_dict"], **discriminator}
+
+
+def _assert_bitwise_equal(a, b):
+    assert a.keys() == b.keys()
+    different = [k for k in a if not torch.equal(a[k], b[k])]
+    assert not different, f"weights differ after resume: {different[:5]}"
+
+
+def test_resume_is_bitwise_exact(tmp_path):
+    opts = [*QUICK, "--precision", "fp32"]
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    assert python_m("trainer", *opts, "--epochs", "2", "--out", str(straight)).returncode == 0
+    assert python_m("trainer", *opts, "--epochs", "1", "--out", str(split)).returncode == 0
+    resumed = python_m("trainer", "--resume", "--epochs", "2", "--out", str(split))
+    assert resumed.returncode == 0, resumed.stderr
+    _assert_bitwise_equal(_weights(straight / "checkpoints/last.pt"), _weights(split / "checkpoints/last.pt"))
+    lines = (split / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["step"] for x in lines] == [2, 4, 6, 8]
+
+
+def test_sigint_saves_and_resume_continues_exactly(tmp_path):
+    opts = ["--limit", "1280", "--batch-size", "64", "--log-every", "2", "--precision", "fp32", "--epochs", "2"]
+    interrupted, straight = tmp_path / "interrupted", tmp_path / "straight"
+    proc = subprocess.Popen([sys.executable, "-m", "trainer", *opts, "--out", str(interrupted)], cwd=REPO, env=ENV,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics = interrupted / "metrics.jsonl"
+    deadline = time.time() + 120
+    while not (metrics.exists() and metrics.read_text().count("\n") >= 2) and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and "saved" in stderr and "last.pt" in stderr and "--resume" in stderr
+    checkpoint = torch.load(interrupted / "checkpoints/last.pt", weights_only=True)
+    assert checkpoint["global_step"] > 0 and checkpoint["global_step"] < 40
+
+    resumed = python_m("trainer", "--resume", "--out", str(interrupted))
+    assert resumed.returncode == 0, resumed.stderr
+    assert python_m("trainer", *opts, "--out", str(straight)).returncode == 0
+    _assert_bitwise_equal(_weights(straight / "checkpoints/last.pt"), _weights(interrupted / "checkpoints/last.pt"))
+
+
+def test_nonfinite_loss_stops_with_a_clear_message(tmp_path):
+    result = python_m("trainer", *QUICK, "--epochs", "3", "--lr-d", "1e30", "--lr-g", "1e30", "--log-every", "1",
+                      "--out", str(tmp_path))
+    assert result.returncode == 3, result.stderr
+    assert_one_line_error(result)
+    assert "non-finite loss at epoch 1, step" in result.stderr
+    assert not (tmp_path / "generator.pth").exists()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--epochs", "0"], "epochs must be >= 1"),
+        (["--batch-size", "0"], "batch size must be >= 1"),
+        (["--image-size", "32"], "image size must be 28 or 64"),
+        (["--lr-g", "0"], "--lr-g must be > 0"),
+        (["--lr-d", "-1"], "--lr-d must be > 0"),
+        (["--device", "tpu"], "device 'tpu'"),
+        (["--data-dir", "/nonexistent/mnist"], "not a folder"),
+        (["--resume", "/nonexistent/last.pt"], "no such file"),
+    ],
+)
+def test_bad_input_is_one_line(args, message, tmp_path, capsys):
+    code = main([*QUICK, "--epochs", "1", "--out", str(tmp_path / "out"), *args])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: ") and message in err and err.count("\n") == 1, err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is present here")
+def test_cuda_asked_for_but_absent(tmp_path, capsys):
+    assert main(["--device", "cuda", "--out", str(tmp_path)]) == 2
+    assert "CUDA is not available" in capsys.readouterr().err
+
+
+def test_unwritable_out(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    assert main([*QUICK, "--out", str(blocker / "out")]) == 2
+    assert "not writable" in capsys.readouterr().err
+
+
+def test_corrupt_and_incompatible_resume_files(one_epoch_run, tmp_path, capsys):
+    out, _ = one_epoch_run
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes((out / "checkpoints/last.pt").read_bytes()[:5000])
+    assert main(["--resume", str(corrupt), "--out", str(tmp_path)]) == 2
+    assert "not a readable PyTorch file" in capsys.readouterr().err
+    assert main(["--resume", str(out / "generator.pth"), "--out", str(tmp_path)]) == 2
+    assert "not an mnist-gen training checkpoint" in capsys.readouterr().err
+    assert main(["--resume", str(out / "checkpoints/last.pt"), "--image-size", "64", "--out", str(tmp_path)]) == 2
+    assert "does not match the checkpoint" in capsys.readouterr().err
