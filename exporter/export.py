@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -139,11 +140,13 @@ def to_onnx_proto(generator: Generator, opset: int, fp16: bool):
     model = ExportableGenerator(generator.eval(), fp16).eval()
     example = {k: torch.from_numpy(v) for k, v in sample_inputs(cfg, 4).items()}
     batch = torch.export.Dim("batch", min=1, max=1 << 20)
-    program = torch.onnx.export(
-        model, tuple(example.values()), dynamo=True, opset_version=opset,
-        dynamic_shapes=tuple({0: batch} for _ in example), input_names=list(example), output_names=["images"],
-        external_data=False, optimize=True, verbose=False,
-    )
+    with warnings.catch_warnings():  # z and labels share one batch axis, which the exporter remarks on
+        warnings.filterwarnings("ignore", message=".*axis name.*", category=UserWarning)
+        program = torch.onnx.export(
+            model, tuple(example.values()), dynamo=True, opset_version=opset,
+            dynamic_shapes=tuple({0: batch} for _ in example), input_names=list(example), output_names=["images"],
+            external_data=False, optimize=True, verbose=False,
+        )
     return program.model_proto
 
 

@@ -1,0 +1,170 @@
+"""`python -m exporter`: parity, one self-contained file, metadata, fp16, pytorch/examples input, bad input."""
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from conftest import assert_one_line_error, python_m, save_random_generator
+from onnx.reference import ReferenceEvaluator
+from torch import nn
+
+from exporter.export import PARITY_BATCHES, export, sample_inputs
+from trainer.model import ModelConfig
+
+ALL = [(28, True), (28, False), (64, True), (64, False)]
+
+
+@pytest.mark.parametrize("key", ALL)
+def test_parity_at_every_batch_size(models, key):
+    _, _, report = models[key]
+    diffs = report.parity["CPUExecutionProvider"]
+    assert sorted(diffs) == sorted(PARITY_BATCHES)
+    assert max(diffs.values()) <= 1e-4
+
+
+@pytest.mark.parametrize("key", ALL)
+def test_one_file_checked_graph_and_metadata(models, key):
+    pth, onnx_path, _ = models[key]
+    size, conditional = key
+    assert not list(onnx_path.parent.glob("*.data")), "weights must live inside the .onnx file"
+    model = onnx.load(onnx_path)
+    onnx.checker.check_model(model, full_check=True)
+    meta = {p.key: p.value for p in model.metadata_props}
+    assert meta["latent_dim"] == "100" and meta["image_size"] == str(size)
+    assert meta["num_classes"] == ("10" if conditional else "0")
+    assert meta["output_range"] == "-1,1" and meta["training_epochs"] == "1"
+    assert meta["architecture"] == f"dcgan-{size}-{'conditional' if conditional else 'unconditional'}"
+    import hashlib
+
+    assert meta["source_sha256"] == hashlib.sha256(pth.read_bytes()).hexdigest()
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    inputs = {i.name: i for i in session.get_inputs()}
+    assert list(inputs) == (["z", "labels"] if conditional else ["z"])
+    assert inputs["z"].type == "tensor(float)" and isinstance(inputs["z"].shape[0], str)  # dynamic batch
+    if conditional:
+        assert inputs["labels"].type == "tensor(int64)"
+    (output,) = session.get_outputs()
+    assert output.name == "images" and output.shape[1:] == [1, size, size]
+
+
+def test_exported_model_runs_the_same_in_a_second_runtime(models):
+    _, onnx_path, _ = models[28, True]
+    inputs = sample_inputs(ModelConfig(), 5)
+    (ort_images,) = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"]).run(None, inputs)
+    (ref_images,) = ReferenceEvaluator(str(onnx_path)).run(None, inputs)
+    assert np.abs(ort_images - ref_images).max() <= 1e-4
+
+
+def test_out_of_range_labels_never_make_a_quiet_image(cond_onnx):
+    session = ort.InferenceSession(str(cond_onnx), providers=["CPUExecutionProvider"])
+    z = np.zeros((1, 100), np.float32)
+    for bad in (10, -1, -10):
+        with pytest.raises(Exception):  # noqa: B017 - onnxruntime raises its own Fail/RuntimeException types
+            session.run(None, {"z": z, "labels": np.array([bad], np.int64)})
+
+
+def test_fp16_export_is_smaller_and_within_its_bound(models, tmp_path):
+    pth, fp32_path, _ = models[28, True]
+    report = export(pth, tmp_path / "g16.onnx", fp16=True)
+    assert report.metadata["precision"] == "fp16"
+    assert max(report.parity["CPUExecutionProvider"].values()) <= 2e-2
+    assert report.path.stat().st_size < 0.6 * fp32_path.stat().st_size
+    session = ort.InferenceSession(str(report.path), providers=["CPUExecutionProvider"])
+    assert session.get_inputs()[0].type == "tensor(float)" and session.get_outputs()[0].type == "tensor(float)"
+
+
+class ExamplesGenerator(nn.Module):
+    """pytorch/examples dcgan `Generator`, verbatim in structure (nz=100, ngf=64, nc=1)."""
+
+    def __init__(self, nz=100, ngf=64, nc=1):
+        super().__init__()
+        self.main = nn.Sequential(
+            nn.ConvTranspose2d(nz, ngf * 8, 4, 1, 0, bias=False), nn.BatchNorm2d(ngf * 8), nn.ReLU(True),
+            nn.ConvTranspose2d(ngf * 8, ngf * 4, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf * 4), nn.ReLU(True),
+            nn.ConvTranspose2d(ngf * 4, ngf * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf * 2), nn.ReLU(True),
+            nn.ConvTranspose2d(ngf * 2, ngf, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf), nn.ReLU(True),
+            nn.ConvTranspose2d(ngf, nc, 4, 2, 1, bias=False), nn.Tanh(),
+        )
+
+    def forward(self, x):
+        return self.main(x)
+
+
+def test_pytorch_examples_generator_exports_and_matches(tmp_path):
+    torch.manual_seed(0)
+    net = ExamplesGenerator(ngf=16).eval()
+    torch.save(net.state_dict(), tmp_path / "netG_epoch_24.pth")
+    result = python_m("exporter", str(tmp_path / "netG_epoch_24.pth"))
+    assert result.returncode == 0, result.stderr
+    assert "parity vs PyTorch on CPUExecutionProvider" in result.stdout
+    onnx_path = tmp_path / "generator.onnx"
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    z = np.random.default_rng(0).standard_normal((3, 100), dtype=np.float32)
+    with torch.no_grad():
+        expected = net(torch.from_numpy(z)[:, :, None, None]).numpy()
+    assert np.abs(session.run(None, {"z": z})[0] - expected).max() <= 1e-4
+    meta = session.get_modelmeta().custom_metadata_map
+    assert meta["source"] == "pytorch/examples dcgan" and meta["num_classes"] == "0" and meta["image_size"] == "64"
+
+
+def test_cli_reports_path_size_opset_and_parity(models, tmp_path):
+    pth = models[28, True][0]
+    result = python_m("exporter", str(pth), "--out", str(tmp_path / "sub" / "m.onnx"))
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "sub" / "m.onnx").is_file()
+    for text in ["m.onnx", "MB", "opset 18", "inputs: z, labels", "outputs: images", "batch 257"]:
+        assert text in result.stdout, result.stdout
+
+
+def test_accepts_a_training_checkpoint(tmp_path):
+    result = python_m("trainer", "--limit", "128", "--batch-size", "64", "--epochs", "1", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    result = python_m("exporter", str(tmp_path / "checkpoints" / "last.pt"), "--out", str(tmp_path / "last.onnx"))
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "last.onnx").is_file()
+
+
+def _bad_inputs(tmp_path, models):
+    pth = models[28, True][0]
+    truncated = tmp_path / "truncated.pth"
+    truncated.write_bytes(pth.read_bytes()[:3000])
+    text = tmp_path / "notes.pth"
+    text.write_text("not a checkpoint")
+    discriminator = tmp_path / "discriminator.pth"
+    from trainer.checkpoint import discriminator_file, save_atomic
+    from trainer.model import Discriminator, ModelConfig
+
+    save_atomic(discriminator_file(Discriminator(ModelConfig(d_width=8)), 1), discriminator)
+    classifier = tmp_path / "classifier.pth"
+    torch.save(nn.Sequential(nn.Flatten(), nn.Linear(784, 10)).state_dict(), classifier)
+    blocker = tmp_path / "blocker"
+    blocker.write_text("x")
+    return [
+        ([str(tmp_path / "missing.pth")], "no such file"),
+        ([str(truncated)], "not a readable PyTorch file"),
+        ([str(text)], "not a readable PyTorch file"),
+        ([str(discriminator)], "discriminator"),
+        ([str(classifier)], "not a generator"),
+        ([str(pth), "--out", str(blocker / "g.onnx")], "cannot write"),
+        ([str(pth), "--opset", "12"], "opset"),
+    ]
+
+
+def test_bad_input_is_one_line_and_leaves_no_file(models, tmp_path):
+    for args, message in _bad_inputs(tmp_path, models):
+        result = python_m("exporter", *args)
+        assert_one_line_error(result)
+        assert message in result.stderr, (args, result.stderr)
+    assert not list(tmp_path.rglob("*.onnx")) and not list(tmp_path.rglob("*.tmp"))
+
+
+def test_failed_parity_leaves_no_file(tmp_path, monkeypatch):
+    """When parity fails (forced here by demanding bit-exact float math), nothing is written."""
+    import exporter.export as ex
+
+    pth = save_random_generator(tmp_path / "g.pth")
+    monkeypatch.setitem(ex.TOLERANCE, "fp32", 0.0)
+    with pytest.raises(ex.UserError, match="parity check failed"):
+        ex.export(pth, tmp_path / "g.onnx")
+    assert not (tmp_path / "g.onnx").exists() and not list(tmp_path.glob("*.tmp"))

@@ -1,0 +1,168 @@
+"""`mnist-gen` as users run it, on real onnxruntime and models exported by the real exporter."""
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from conftest import assert_one_line_error, python_m
+from PIL import Image
+
+from infer.files import make_grid, to_uint8
+
+
+def mnist_gen(*args, cwd=None):
+    return python_m("infer", *args, cwd=cwd)
+
+
+def test_grid_is_deterministic_and_byte_identical(cond_onnx, tmp_path):
+    a, b = tmp_path / "a.png", tmp_path / "b.png"
+    for out in (a, b):
+        result = mnist_gen("infer", "--model", str(cond_onnx), "--n", "64", "--seed", "3", "--out", str(out))
+        assert result.returncode == 0, result.stderr
+    assert a.read_bytes() == b.read_bytes()
+    c = tmp_path / "c.png"
+    assert mnist_gen("infer", "--model", str(cond_onnx), "--n", "64", "--seed", "4", "--out", str(c)).returncode == 0
+    assert c.read_bytes() != a.read_bytes()
+
+
+def test_grid_matches_the_model_and_cycles_digits(cond_onnx, tmp_path):
+    """Without --digit a conditional grid reads 0-9 along each row: pixels equal a direct onnxruntime run."""
+    out = tmp_path / "grid.png"
+    result = mnist_gen("infer", "--model", str(cond_onnx), "--n", "20", "--seed", "7", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "provider: CPUExecutionProvider" in result.stderr and "model:" in result.stderr
+    z = np.random.default_rng(7).standard_normal((20, 100), dtype=np.float32)
+    session = ort.InferenceSession(str(cond_onnx), providers=["CPUExecutionProvider"])
+    expected = session.run(None, {"z": z, "labels": np.arange(20, dtype=np.int64) % 10})[0]
+    assert np.array_equal(np.asarray(Image.open(out)), make_grid(to_uint8(expected), 10))
+
+
+def test_digit_list_and_out_dir(cond_onnx, tmp_path):
+    out_dir = tmp_path / "digits"
+    result = mnist_gen("infer", "--model", str(cond_onnx), "--n", "30", "--digit", "3,7", "--seed", "1",
+                       "--out-dir", str(out_dir), "--batch-size", "7")
+    assert result.returncode == 0, result.stderr
+    files = sorted(p.name for p in out_dir.glob("*.png"))
+    assert len(files) == 30 and not (tmp_path / "grid.png").exists()
+    assert files[0] == "000000_digit3.png" and files[1] == "000001_digit7.png"
+    # batch size does not change the images: the same seed gives the same pixels
+    again = tmp_path / "again"
+    mnist_gen("infer", "--model", str(cond_onnx), "--n", "30", "--digit", "3,7", "--seed", "1", "--out-dir", str(again))
+    assert all((out_dir / f).read_bytes() == (again / f).read_bytes() for f in files)
+
+
+def test_single_digit_draws_that_digit(cond_onnx, tmp_path):
+    out = tmp_path / "sevens.png"
+    assert mnist_gen("infer", "--model", str(cond_onnx), "--n", "4", "--digit", "7", "--seed", "0",
+                     "--nrow", "4", "--out", str(out)).returncode == 0
+    z = np.random.default_rng(0).standard_normal((4, 100), dtype=np.float32)
+    session = ort.InferenceSession(str(cond_onnx), providers=["CPUExecutionProvider"])
+    sevens = session.run(None, {"z": z, "labels": np.full(4, 7, np.int64)})[0]
+    assert np.array_equal(np.asarray(Image.open(out)), make_grid(to_uint8(sevens), 4))
+
+
+def test_seed_is_printed_when_not_given(uncond_onnx, tmp_path):
+    out = tmp_path / "g.png"
+    result = mnist_gen("infer", "--model", str(uncond_onnx), "--n", "4", "--scale", "3", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "seed: " in result.stderr and "--seed" in result.stderr
+    assert Image.open(tmp_path / "g.png").size == (3 * (2 * 30 + 2), 3 * (2 * 30 + 2))
+
+
+def test_model_resolution_prefers_artifacts(cond_onnx, tmp_path):
+    (tmp_path / "artifacts").mkdir()
+    (tmp_path / "artifacts" / "generator.onnx").write_bytes(cond_onnx.read_bytes())
+    result = mnist_gen("infer", "--n", "2", "--seed", "0", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "artifacts/generator.onnx" in result.stderr and (tmp_path / "grid.png").is_file()
+
+
+@pytest.mark.parametrize("suffix", ["png", "gif"])
+def test_interpolate(cond_onnx, tmp_path, suffix):
+    out = tmp_path / f"walk.{suffix}"
+    result = mnist_gen("interpolate", "--model", str(cond_onnx), "--digit", "3", "--to", "8", "--steps", "6",
+                       "--seed", "0", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    image = Image.open(out)
+    if suffix == "gif":
+        assert image.n_frames == 6 + 4  # there and back
+    else:
+        assert image.size[0] > 5 * image.size[1]  # a strip
+
+
+def test_info(cond_onnx):
+    result = mnist_gen("info", "--model", str(cond_onnx))
+    assert result.returncode == 0, result.stderr
+    for text in ["input:      z tensor(float) ['batch', 100]", "input:      labels tensor(int64)",
+                 "meta:       num_classes = 10", "providers offered:", "running on: CPUExecutionProvider", "MB"]:
+        assert text in result.stdout, result.stdout
+
+
+def test_bench(uncond_onnx):
+    result = mnist_gen("bench", "--model", str(uncond_onnx), "--batch-sizes", "1,8", "--seconds", "0.2",
+                       "--provider", "cpu")
+    assert result.returncode == 0, result.stderr
+    rows = [line.split() for line in result.stdout.splitlines()[1:]]
+    assert [r[0] for r in rows] == ["1", "8"] and all(float(r[2]) > 0 for r in rows)
+
+
+def test_version_and_help():
+    assert mnist_gen("--version").stdout.startswith("mnist-gen ")
+    result = mnist_gen("infer", "--help")
+    assert result.returncode == 0 and "--digit" in result.stdout and "Examples" in result.stdout
+
+
+def _bad(tmp_path, cond_onnx, uncond_onnx):
+    not_onnx = tmp_path / "notes.onnx"
+    not_onnx.write_text("hello")
+    truncated = tmp_path / "truncated.onnx"
+    truncated.write_bytes(cond_onnx.read_bytes()[:4000])
+    blocker = tmp_path / "blocker"
+    blocker.write_text("x")
+    classifier = tmp_path / "classifier.onnx"
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "c",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 784])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 784])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=9), classifier)
+    c = ["--model", str(cond_onnx)]
+    return [
+        (["infer", *c, "--n", "0"], "--n must be >= 1"),
+        (["infer", *c, "--n", "-3"], "--n must be >= 1"),
+        (["infer", *c, "--digit", "10"], "--digit 10"),
+        (["infer", *c, "--digit", "x"], "--digit"),
+        (["infer", "--model", str(uncond_onnx), "--digit", "3"], "unconditional"),
+        (["infer", "--model", str(tmp_path / "missing.onnx")], "no such file"),
+        (["infer", "--model", str(not_onnx)], "not a valid ONNX model"),
+        (["infer", "--model", str(truncated)], "not a valid ONNX model"),
+        (["infer", "--model", str(classifier)], "not an mnist-gen generator"),
+        (["infer", *c, "--out", str(blocker / "g.png")], "cannot create"),
+        (["infer", *c, "--n", "20000"], "at most"),
+        (["infer", *c, "--provider", "cuda"], "--provider cuda"),
+        (["infer", *c, "--provider", "tpu"], "--provider"),
+        (["interpolate", *c, "--out", str(tmp_path / "walk.jpg")], ".png"),
+        (["interpolate", *c, "--digit", "11"], "--digit 11"),
+    ]
+
+
+def test_bad_input_is_one_line_and_writes_nothing(cond_onnx, uncond_onnx, tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    for args, message in _bad(tmp_path, cond_onnx, uncond_onnx):
+        if "--provider" in args and args[args.index("--provider") + 1] == "cuda" and "CUDAExecutionProvider" in \
+                ort.get_available_providers() and _cuda_works(cond_onnx):
+            continue
+        result = mnist_gen(*args, cwd=work)
+        assert_one_line_error(result)
+        assert message in result.stderr, (args, result.stderr)
+    assert not list(work.iterdir()), "a failed command left files behind"
+
+
+def _cuda_works(model) -> bool:
+    from infer.generator import OnnxGenerator
+
+    try:
+        return OnnxGenerator.load(model, "cuda").provider == "CUDAExecutionProvider"
+    except Exception:  # noqa: BLE001
+        return False
