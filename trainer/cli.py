@@ -98,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     out = trainer.out
-    print(f"done: {trainer.state.epoch} epochs; wrote {out / 'generator.pth'}, samples in {out / 'samples'}; "
+    print(f"done: {trainer.state.epoch} epochs in {trainer.wall_seconds / 60:.1f} min; "
+          f"wrote {out / 'generator.pth'}, samples in {out / 'samples'}; "
           f"next: python -m exporter {out / 'generator.pth'}", file=sys.stderr)
     return 0

@@ -195,6 +195,7 @@ class Trainer:
     def run(self, progress: bool = True) -> None:
         """Train to cfg.epochs. A bar on a terminal; otherwise (logs, CI) one line per log point."""
         cfg, s = self.cfg, self.state
+        started = time.perf_counter()
         self.write_static_artifacts()
         b = cfg.batch_size
         targets = {
@@ -220,6 +221,7 @@ class Trainer:
             for sig, handler in previous_handlers.items():
                 signal.signal(sig, handler)
         self.write_final_artifacts()
+        self.wall_seconds = time.perf_counter() - started
 
     def train_epoch(self, epoch: int, targets: dict, metrics: RunningMetrics, health: Health, progress: bool) -> None:
         from tqdm import tqdm
