@@ -1,0 +1,137 @@
+"""Inference: `mnist-gen` (onnxruntime) against the smallest honest torch script, side by side.
+
+1. Cold start: wall time and peak RSS of a whole process that writes a 64-digit grid PNG.
+2. Throughput: onnxruntime against torch eager on the same model at batch 1, 64 and 256.
+
+    python benchmarks/infer_speed.py [--model artifacts/generator.pth] [--quick]
+
+Without --model it uses a freshly initialised conditional 28x28 generator (same compute as a trained one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+TORCH_SCRIPT = """
+import sys, torch, torchvision
+from trainer.checkpoint import generator_from_file
+g, _ = generator_from_file(torch.load(sys.argv[1], weights_only=True), sys.argv[1])
+torch.manual_seed(0)
+with torch.no_grad():
+    images = g(torch.randn(64, g.cfg.latent_dim), torch.arange(64) % 10)
+torchvision.utils.save_image(images, sys.argv[2], nrow=10, normalize=True, value_range=(-1, 1))
+"""
+
+
+def measure(command: list[str]) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MB) of one child process (wait4 gives that child's own rusage)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    if status != 0:
+        raise SystemExit(f"failed: {' '.join(command)}\n{proc.stderr.read().decode()}")
+    return wall, usage.ru_maxrss / 1024
+
+
+def cold_start(pth: Path, onnx_path: Path, runs: int, tmp: Path) -> None:
+    script = tmp / "torch_grid.py"
+    script.write_text(TORCH_SCRIPT)
+    cli = str(Path(sys.executable).with_name("mnist-gen"))
+    commands = {
+        "mnist-gen": [cli, "infer", "--model", str(onnx_path), "--n", "64", "--seed", "0", "--out", str(tmp / "a.png")],
+        "torch": [sys.executable, str(script), str(pth), str(tmp / "b.png")],
+    }
+    results = {name: [] for name in commands}
+    for _ in range(runs):  # interleaved, so drift on the machine hits both alike
+        for name, command in commands.items():
+            results[name].append(measure(command))
+    wall = {n: statistics.median(r[0] for r in rs) for n, rs in results.items()}
+    rss = {n: statistics.median(r[1] for r in rs) for n, rs in results.items()}
+    print(f"cold start, 64-digit grid, median of {runs}:")
+    for name in commands:
+        print(f"  {name:<10} {wall[name]:6.2f} s  {rss[name]:7.0f} MB peak RSS")
+    print(f"  mnist-gen is {wall['torch'] / wall['mnist-gen']:.1f}x faster and uses "
+          f"{rss['mnist-gen'] / rss['torch']:.2f} of the memory")
+
+
+def throughput(pth: Path, onnx_path: Path, seconds: float) -> None:
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+
+    from infer.generator import session_options
+    from trainer.checkpoint import generator_from_file
+
+    generator, _ = generator_from_file(torch.load(pth, weights_only=True), pth)
+    sessions = {
+        "onnxruntime 1 thread (shipped)": ort.InferenceSession(str(onnx_path), session_options(None),
+                                                                     providers=["CPUExecutionProvider"]),
+        f"onnxruntime {os.cpu_count()} threads": ort.InferenceSession(str(onnx_path), session_options(os.cpu_count()),
+                                                                       providers=["CPUExecutionProvider"]),
+    }
+
+    def rate(fn, batch):
+        fn()
+        count, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds or count < 3:
+            fn()
+            count += 1
+        return batch * count / (time.perf_counter() - start)
+
+    print(f"throughput, images/s (torch {torch.__version__} eager, {torch.get_num_threads()} threads, fp32):")
+    print(f"  {'batch':>5} {'torch eager':>12}" + "".join(f" {name:>28}" for name in sessions) + "  best ort / torch")
+    for batch in (1, 64, 256):
+        z = np.random.default_rng(0).standard_normal((batch, generator.cfg.latent_dim), dtype=np.float32)
+        labels = np.arange(batch, dtype=np.int64) % 10
+
+        feeds = {"z": z, "labels": labels}
+        tensors = (torch.from_numpy(z), torch.from_numpy(labels))
+
+        def torch_run(tensors=tensors):
+            with torch.inference_mode():
+                generator(*tensors)
+
+        torch_rate = rate(torch_run, batch)
+        ort_rates = [rate(lambda s=s, feeds=feeds: s.run(None, feeds), batch) for s in sessions.values()]
+        print(f"  {batch:>5} {torch_rate:>12.0f}" + "".join(f" {r:>28.0f}" for r in ort_rates)
+              + f"  {max(ort_rates) / torch_rate:.2f}x")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, help="a generator.pth (default: a fresh conditional 28x28 G)")
+    parser.add_argument("--quick", action="store_true", help="3 cold starts and 0.5 s per throughput point")
+    args = parser.parse_args()
+    from exporter.export import export
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        pth = args.model
+        if pth is None:
+            import torch
+
+            from trainer.checkpoint import generator_file, save_atomic
+            from trainer.model import ModelConfig, build_models
+
+            torch.manual_seed(0)
+            pth = tmp / "generator.pth"
+            save_atomic(generator_file(build_models(ModelConfig())[0], 0), pth)
+        onnx_path = export(pth, tmp / "generator.onnx").path
+        print(f"model: {pth} -> {onnx_path.name}; machine: {os.cpu_count()} CPUs")
+        cold_start(pth, onnx_path, 3 if args.quick else 7, tmp)
+        throughput(pth, onnx_path, 0.5 if args.quick else 2.0)
+
+
+if __name__ == "__main__":
+    main()
