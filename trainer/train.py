@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import platform
+import shutil
 import signal
 import sys
 import time
@@ -278,9 +279,10 @@ class Trainer:
 
     def end_of_epoch(self, epoch: int) -> None:
         cfg, s, out = self.cfg, self.state, self.out
-        save_atomic(self.checkpoint(), out / "checkpoints" / "last.pt")
+        last = self.save_checkpoint()
         if epoch % cfg.save_every == 0 or epoch == cfg.epochs:
-            save_atomic(self.checkpoint(), out / "checkpoints" / f"epoch_{epoch:03d}.pt")
+            with atomic_path(out / "checkpoints" / f"epoch_{epoch:03d}.pt") as tmp:
+                shutil.copyfile(last, tmp)
         if epoch % cfg.sample_every == 0 or epoch == cfg.epochs:
             artifacts.save_sample_grid(self.generator, out / "samples" / f"epoch_{epoch:03d}.png")
             artifacts.save_progress_gif(out / "samples", out / "progress.gif")
