@@ -40,8 +40,10 @@ def session_options(threads: int | None):
 
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    # One intra-op thread: measured faster than the default on small CPUs (see README, Performance).
-    opts.intra_op_num_threads = 1 if threads is None else threads
+    # onnxruntime's default (one thread per core) unless asked: measured 1.6x faster than one thread
+    # at batch 64 on the 2-core machine (see README, Performance).
+    if threads is not None:
+        opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3  # onnxruntime's own warnings would bury our one-line messages
     return opts
