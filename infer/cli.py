@@ -216,21 +216,11 @@ def interpolate(
         raise fail(e) from None
 
 
-def slerp(a, b, steps: int):
-    import numpy as np
-
-    t = np.linspace(0.0, 1.0, steps, dtype=np.float32)[:, None]
-    cos = float(np.dot(a / np.linalg.norm(a), b / np.linalg.norm(b)))
-    omega = np.arccos(np.clip(cos, -1.0, 1.0))
-    if omega < 1e-6:
-        return ((1 - t) * a + t * b).astype(np.float32)
-    return ((np.sin((1 - t) * omega) * a + np.sin(t * omega) * b) / np.sin(omega)).astype(np.float32)
-
-
 def _interpolate(digit, to, steps, out, model, seed, scale, provider) -> None:
     import numpy as np
 
     from .files import make_grid, save_gif, save_png, to_uint8, upscale
+    from .latent import slerp
 
     check_positive(steps=steps, scale=scale)
     if steps < 2:

@@ -41,7 +41,7 @@ def test_cli_runs_without_torch(runtime_env, cond_onnx, tmp_path):
 
 
 def test_infer_modules_import_nothing_of_torch_or_training(runtime_env):
-    code = ("import sys, infer.cli, infer.generator, infer.files; "
+    code = ("import sys, infer.cli, infer.generator, infer.files, infer.latent; "
             "bad = sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'trainer', 'exporter'}); print(bad)")
     result = subprocess.run([str(runtime_env / "bin" / "python"), "-c", code], capture_output=True, text=True)
     assert result.returncode == 0 and result.stdout.strip() == "[]", result.stdout + result.stderr

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from infer.files import atomic_path, make_grid, save_gif, save_png, to_uint8, upscale
+from infer.latent import slerp
 
 from .model import Generator
 
@@ -64,22 +65,13 @@ def save_real_vs_fake(generator: Generator, real: torch.Tensor, real_labels: tor
     save_png(path, upscale(np.concatenate([left, gap, right], axis=1), 2))
 
 
-def slerp(a: torch.Tensor, b: torch.Tensor, steps: int) -> torch.Tensor:
-    """Spherical interpolation between two latent vectors, `steps` points including both ends."""
-    t = torch.linspace(0, 1, steps)[:, None]
-    omega = torch.arccos(torch.clamp((a / a.norm()) @ (b / b.norm()), -1, 1))
-    if omega.abs() < 1e-6:
-        return (1 - t) * a + t * b
-    return (torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / torch.sin(omega)
-
-
 def save_interpolation(generator: Generator, path: Path, steps: int = 10) -> None:
     """Latent walks: one row per digit (conditional), or 8 walks (unconditional)."""
     cfg = generator.cfg
     g = torch.Generator().manual_seed(99)
     rows = cfg.num_classes if cfg.conditional else 8
-    ends = torch.randn(rows, 2, cfg.latent_dim, generator=g)
-    z = torch.cat([slerp(a, b, steps) for a, b in ends])
+    ends = torch.randn(rows, 2, cfg.latent_dim, generator=g).numpy()
+    z = torch.from_numpy(np.concatenate([slerp(a, b, steps) for a, b in ends]))
     labels = torch.arange(rows).repeat_interleave(steps) if cfg.conditional else None
     save_png(path, upscale(make_grid(generate(generator, z, labels), steps), 2))
 
