@@ -38,6 +38,11 @@ def test_cli_runs_without_torch(runtime_env, cond_onnx, tmp_path):
     subprocess.run([sys.executable, "-m", "infer", "infer", "--model", str(cond_onnx), "--n", "16", "--seed", "0",
                     "--out", str(twin)], check=True, capture_output=True, cwd=REPO)
     assert out.read_bytes() == twin.read_bytes()
+    # The bundled generator and the scoring classifier are installed with the package, too.
+    scored = subprocess.run([str(runtime_env / "bin" / "mnist-gen"), "score", "--n", "300", "--json"],
+                            capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert scored.returncode == 0, scored.stderr
+    assert "site-packages/infer/assets/generator.onnx" in scored.stdout
 
 
 def test_infer_modules_import_nothing_of_torch_or_training(runtime_env):

@@ -1,0 +1,63 @@
+"""`mnist-gen score` and the bundled classifier and generator: scores that mean something."""
+
+import json
+
+import numpy as np
+import pytest
+from conftest import assert_one_line_error, python_m
+
+from infer.score import classify, frechet_distance, load_scorer, score_features
+from trainer.data import load_mnist
+
+
+def test_frechet_distance_of_known_gaussians():
+    d, m = 5, np.full(5, 0.5)
+    assert frechet_distance(np.zeros(d), np.eye(d), np.zeros(d), np.eye(d)) == pytest.approx(0, abs=1e-9)
+    # N(0, I) vs N(m, 4I): |m|^2 + d (1 + 4 - 2 * 2)
+    assert frechet_distance(np.zeros(d), np.eye(d), m, 4 * np.eye(d)) == pytest.approx(m @ m + d)
+
+
+def test_real_digits_score_near_the_floor_and_noise_far_worse():
+    session, stats = load_scorer()
+    assert float(stats["accuracy"]) >= 0.993
+    images, labels = load_mnist("train")
+    real = (images[20000:22000, None].astype(np.float32) / 127.5 - 1.0)
+    real_scores = score_features(*classify(session, real), labels[20000:22000], stats)
+    noise = np.random.default_rng(0).uniform(-1, 1, real.shape).astype(np.float32)
+    noise_scores = score_features(*classify(session, noise), None, stats)
+    floor = float(stats["floor_fid"])
+    assert real_scores["fid"] < 2 * floor + 2  # 2,000 images: a little above the 10,000-image floor
+    assert noise_scores["fid"] > 20 * real_scores["fid"]
+    assert real_scores["inception_score"] > 9 and noise_scores["inception_score"] < 3
+    assert real_scores["conditional_accuracy"] > 0.99
+    assert 0.8 < real_scores["diversity"] < 1.2
+
+
+def test_bundled_generator_draws_the_digit_it_is_asked_for(tmp_path):
+    result = python_m("infer", "score", "--n", "1000", "--json", cwd=tmp_path)  # no --model: the bundled one
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert "assets/generator.onnx" in report["model"]
+    assert report["conditional_accuracy"] >= 0.95
+    assert all(0.05 < share < 0.15 for share in report["digit_share"])
+    assert report["diversity"] > 0.7  # not one image per digit
+    assert report["fid"] < 10 * report["real_floor"]["fid"]
+
+
+def test_score_table(uncond_onnx):
+    result = python_m("infer", "score", "--model", str(uncond_onnx), "--n", "300")
+    assert result.returncode == 0, result.stderr
+    assert "FID" in result.stdout and "real MNIST" in result.stdout and "digit shares" in result.stdout
+    assert "conditional accuracy" not in result.stdout  # unconditional model
+
+
+def test_score_bad_input(cond_onnx, models, tmp_path):
+    for args, message in [
+        (["--model", str(cond_onnx), "--n", "50"], "need more than 128 images"),
+        (["--model", str(models[64, True][1]), "--n", "300"], "28x28"),
+        (["--model", str(tmp_path / "missing.onnx")], "no such file"),
+        (["--model", "infer/assets/classifier.onnx"], "not an mnist-gen generator"),
+    ]:
+        result = python_m("infer", "score", *args)
+        assert_one_line_error(result)
+        assert message in result.stderr, result.stderr
