@@ -14,7 +14,7 @@ from PIL import Image
 
 from trainer.cli import main
 
-QUICK = ["--limit", "256", "--batch-size", "64", "--log-every", "2"]
+QUICK = ["--limit", "256", "--batch-size", "64", "--log-every", "2", "--eval-every", "0"]
 
 
 @pytest.fixture(scope="module")
@@ -161,3 +161,21 @@ def test_corrupt_and_incompatible_resume_files(one_epoch_run, tmp_path, capsys):
     assert "not an mnist-gen training checkpoint" in capsys.readouterr().err
     assert main(["--resume", str(out / "checkpoints/last.pt"), "--image-size", "64", "--out", str(tmp_path)]) == 2
     assert "does not match the checkpoint" in capsys.readouterr().err
+
+
+def test_fid_during_training_matches_score_and_keeps_the_best(tmp_path):
+    out = tmp_path / "run"
+    result = python_m("trainer", "--limit", "1024", "--batch-size", "64", "--epochs", "2", "--eval-samples", "500",
+                      "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    evals = [r for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if "fid" in r]
+    assert [r["epoch"] for r in evals] == [1, 2] and "FID=" in result.stderr
+    best = min(evals, key=lambda r: r["fid"])
+    assert torch.load(out / "generator.pth", weights_only=True)["epochs"] == best["epoch"]
+    assert torch.load(out / "checkpoints" / "best.pt", weights_only=True)["epoch"] == best["epoch"]
+
+    # The trainer's FID is mnist-gen score's FID on the same model.
+    assert python_m("exporter", str(out / "generator.pth")).returncode == 0
+    scored = python_m("infer", "score", "--model", str(out / "generator.onnx"), "--n", "500", "--json")
+    assert scored.returncode == 0, scored.stderr
+    assert json.loads(scored.stdout)["fid"] == pytest.approx(best["fid"], rel=1e-3)

@@ -78,6 +78,8 @@ def save_interpolation(generator: Generator, path: Path, steps: int = 10) -> Non
 
 def save_loss_curve(history: list[dict], path: Path) -> None:
     """G and D losses and D(x), D(G(z)) against training step."""
+    evals = [h for h in history if "fid" in h]
+    history = [h for h in history if "loss_d" in h]
     if not history:
         return
     import matplotlib
@@ -86,7 +88,13 @@ def save_loss_curve(history: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     steps = [h["step"] for h in history]
-    fig, (ax_loss, ax_d) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
+    rows = 3 if evals else 2
+    fig, axes = plt.subplots(rows, 1, figsize=(9, 3 * rows), sharex=True)
+    ax_loss, ax_d = axes[0], axes[1]
+    if evals:
+        axes[2].plot([h["step"] for h in evals], [h["fid"] for h in evals], "o-", label="FID (lower is better)")
+        axes[2].set_ylabel("FID")
+        axes[2].legend()
     ax_loss.plot(steps, [h["loss_d"] for h in history], label="loss D")
     ax_loss.plot(steps, [h["loss_g"] for h in history], label="loss G")
     ax_loss.set_ylabel("loss")
@@ -94,9 +102,9 @@ def save_loss_curve(history: list[dict], path: Path) -> None:
     ax_d.plot(steps, [h["d_x"] for h in history], label="D(x)")
     ax_d.plot(steps, [h["d_gz"] for h in history], label="D(G(z))")
     ax_d.set_ylim(0, 1)
-    ax_d.set_xlabel("step")
+    axes[-1].set_xlabel("step")
     ax_d.legend()
-    for ax in (ax_loss, ax_d):
+    for ax in axes:
         ax.grid(alpha=0.3)
     fig.tight_layout()
     with atomic_path(path) as tmp:

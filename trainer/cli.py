@@ -54,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     a("--save-every", type=int, help=f"also keep checkpoints/epoch_NNN.pt every N epochs (default {d.save_every})")
     a("--sample-every", type=int, help=f"write samples/epoch_NNN.png every N epochs (default {d.sample_every})")
     a("--log-every", type=int, help=f"read metrics from the device every N steps (default {d.log_every})")
+    a("--eval-every", type=int, help="compute FID (as mnist-gen score does) every N epochs; 0 = never (default 1)")
+    a("--eval-samples", type=int, help=f"images per FID evaluation (default {d.eval_samples})")
+    a("--keep", choices=["best", "last"], help="generator.pth from the best-FID epoch or the last (default best)")
     return p
 
 

@@ -33,6 +33,9 @@ class TrainConfig:
     save_every: int = 5
     sample_every: int = 1
     log_every: int = 50
+    eval_every: int = 1  # epochs between FID evaluations; 0 = never
+    eval_samples: int = 10_000
+    keep: str = "best"  # generator.pth from the best-FID epoch, or the last
 
     def validate(self) -> None:
         positive = {"epochs": self.epochs, "batch size": self.batch_size, "latent dim": self.latent_dim,
@@ -53,6 +56,12 @@ class TrainConfig:
                 raise UserError(f"--{name} must be in [0, 1], got {value}")
         if self.limit is not None and self.limit < self.batch_size:
             raise UserError(f"--limit {self.limit} is smaller than one batch ({self.batch_size})")
+        if self.eval_every < 0:
+            raise UserError(f"eval every must be >= 0, got {self.eval_every}")
+        if self.eval_samples <= 128:
+            raise UserError(f"--eval-samples must be > 128 (a feature covariance needs them), got {self.eval_samples}")
+        if self.keep not in ("best", "last"):
+            raise UserError(f"--keep must be best or last, got {self.keep}")
         if self.precision not in ("auto", "fp32", "bf16"):
             raise UserError(f"precision must be auto, fp32 or bf16, got {self.precision}")
 

@@ -61,7 +61,7 @@ class Health:
             return RED, "non-finite loss"
         if m["loss_d"] < 0.01:
             return RED, "D loss stuck near 0"
-        diversity = m.get("diversity")
+        diversity = m.get("pixel_diversity")
         if diversity is not None and diversity < 0.15:
             return RED, "samples collapsed to near-identical images"
         last = list(self.recent)[-self.window :]

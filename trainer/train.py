@@ -18,7 +18,14 @@ from infer.errors import UserError
 from infer.files import atomic_path
 
 from . import __version__, artifacts
-from .checkpoint import CHECKPOINT_FORMAT, discriminator_file, generator_file, save_atomic
+from .checkpoint import (
+    CHECKPOINT_FORMAT,
+    discriminator_file,
+    generator_file,
+    generator_from_file,
+    load_file,
+    save_atomic,
+)
 from .config import TrainConfig
 from .data import InMemoryBatches, load_mnist, to_training_tensor
 from .model import build_models
@@ -72,6 +79,8 @@ class RunState:
     step_in_epoch: int = 0  # steps of the current epoch done (non-zero after an interrupt)
     global_step: int = 0
     history: list = field(default_factory=list)
+    best_fid: float = float("inf")
+    best_epoch: int = 0
 
 
 class Trainer:
@@ -108,6 +117,13 @@ class Trainer:
         y = torch.from_numpy(labels.astype("int64")).to(self.device)
         self.batches = InMemoryBatches(x, y, cfg.batch_size, cfg.seed)
 
+        # FID needs the scoring classifier, which reads 28x28 digits.
+        self.evaluator = None
+        if cfg.eval_every and cfg.image_size == 28:
+            from .evaluate import Evaluator
+
+            self.evaluator = Evaluator(cfg.eval_samples)
+
         g, d = self.generator, self.discriminator
         self.g_step, self.d_forward = (torch.compile(g), torch.compile(d)) if self.use_compile else (g, d)
 
@@ -141,6 +157,7 @@ class Trainer:
             },
             "config": self.cfg.to_dict(),
             "history": s.history,
+            "best": {"fid": s.best_fid, "epoch": s.best_epoch},
         }
 
     def load_checkpoint(self, ckpt: dict, path: Path) -> None:
@@ -154,7 +171,8 @@ class Trainer:
             torch.set_rng_state(ckpt["rng"]["torch"])
             if ckpt["rng"]["cuda"] and torch.cuda.is_available():
                 torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
-            self.state = RunState(ckpt["epoch"], ckpt["step_in_epoch"], ckpt["global_step"], list(ckpt["history"]))
+            self.state = RunState(ckpt["epoch"], ckpt["step_in_epoch"], ckpt["global_step"], list(ckpt["history"]),
+                                  float(ckpt["best"]["fid"]), int(ckpt["best"]["epoch"]))
         except (KeyError, TypeError, ValueError, RuntimeError) as e:
             raise UserError(f"{path}: checkpoint does not fit this model ({str(e).splitlines()[0][:160]})") from None
         # Rewrite the metrics log so it holds exactly the history of the resumed run.
@@ -274,7 +292,7 @@ class Trainer:
             )
         cond = labels if self.model_cfg.conditional else None
         diversity = within_class_spread(fake, cond) / max(within_class_spread(real, cond), 1e-8)
-        record = {"epoch": s.epoch + 1, "step": s.global_step, **values, "diversity": diversity,
+        record = {"epoch": s.epoch + 1, "step": s.global_step, **values, "pixel_diversity": diversity,
                   "images_per_s": images_per_s}
         record["health"], record["health_reason"] = health.update(record)
         s.history.append(record)
@@ -284,18 +302,41 @@ class Trainer:
 
     def end_of_epoch(self, epoch: int) -> None:
         cfg, s, out = self.cfg, self.state, self.out
+        scores = None
+        if self.evaluator is not None and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs):
+            scores = self.evaluator(self.generator)
+            record = {"epoch": epoch, "step": s.global_step, **scores}
+            s.history.append(record)
+            with open(out / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
+            improved = scores["fid"] < s.best_fid
+            if improved:
+                s.best_fid, s.best_epoch = scores["fid"], epoch
         last = self.save_checkpoint()
         if epoch % cfg.save_every == 0 or epoch == cfg.epochs:
-            with atomic_path(out / "checkpoints" / f"epoch_{epoch:03d}.pt") as tmp:
-                shutil.copyfile(last, tmp)
+            self._copy(last, out / "checkpoints" / f"epoch_{epoch:03d}.pt")
+        if scores is not None and improved:
+            self._copy(last, out / "checkpoints" / "best.pt")
         if epoch % cfg.sample_every == 0 or epoch == cfg.epochs:
             artifacts.save_sample_grid(self.generator, out / "samples" / f"epoch_{epoch:03d}.png")
             artifacts.save_progress_gif(out / "samples", out / "progress.gif")
         artifacts.save_loss_curve(s.history, out / "loss_curve.png")
-        last = s.history[-1]
-        print(f"epoch {epoch}/{cfg.epochs} done  {_postfix(last, sys.stderr.isatty())}", file=sys.stderr, flush=True)
+        last = [h for h in s.history if "loss_d" in h][-1]
+        summary = f"epoch {epoch}/{cfg.epochs} done  {_postfix(last, sys.stderr.isatty())}"
+        if scores is not None:
+            summary += (f"  FID={scores['fid']:.2f} (best {s.best_fid:.2f} at epoch {s.best_epoch}) "
+                        f"diversity={scores['diversity']:.2f}")
+        print(summary, file=sys.stderr, flush=True)
         if last["health"] == RED:
             print(f"warning: training looks unhealthy: {last['health_reason']}", file=sys.stderr)
+        if scores is not None and scores["diversity"] < 0.3:
+            print(f"warning: training looks unhealthy (red): within-digit diversity {scores['diversity']:.2f} of real; "
+                  "G is drawing near-identical images per digit", file=sys.stderr)
+
+    @staticmethod
+    def _copy(source: Path, target: Path) -> None:
+        with atomic_path(target) as tmp:
+            shutil.copyfile(source, tmp)
 
     def write_static_artifacts(self) -> None:
         info = {
@@ -314,11 +355,19 @@ class Trainer:
 
     def write_final_artifacts(self) -> None:
         out, epochs = self.out, self.state.epoch
-        save_atomic(generator_file(self.generator, epochs), out / "generator.pth")
+        best = out / "checkpoints" / "best.pt"
+        generator = self.generator
+        if self.cfg.keep == "best" and self.state.best_epoch and best.is_file():
+            generator, info = generator_from_file(load_file(best), best)
+            generator.to(self.device)
+            epochs = info["epochs"]
+            print(f"generator.pth is from epoch {epochs}, the best FID ({self.state.best_fid:.2f}); "
+                  "--keep last for the final epoch's", file=sys.stderr)
+        save_atomic(generator_file(generator, epochs), out / "generator.pth")
         save_atomic(discriminator_file(self.discriminator, epochs), out / "discriminator.pth")
         real, labels = self.batches.images, self.batches.labels
-        artifacts.save_real_vs_fake(self.generator, real, labels, out / "real_vs_fake.png")
-        artifacts.save_interpolation(self.generator, out / "interpolation.png")
+        artifacts.save_real_vs_fake(generator, real, labels, out / "real_vs_fake.png")
+        artifacts.save_interpolation(generator, out / "interpolation.png")
 
 
 def _postfix(m: dict, color: bool) -> str:
