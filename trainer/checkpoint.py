@@ -64,7 +64,7 @@ def generator_from_file(obj: object, path: str | Path) -> tuple[Generator, dict]
         raise UserError(f"{path}: not an mnist-gen generator or checkpoint")
     kind = obj.get("format")
     if kind == CHECKPOINT_FORMAT:
-        obj = obj["generator"]
+        obj = obj.get("generator_ema") or obj["generator"]  # the averaged G when the run kept one
         kind = obj.get("format")
     if kind == DISCRIMINATOR_FORMAT:
         raise UserError(f"{path}: this is a discriminator; pass the generator (generator.pth)")

@@ -15,7 +15,7 @@ from .config import TrainConfig
 # so giving a different value is an error rather than a silently different run.
 LOCKED_ON_RESUME = (
     "batch_size", "latent_dim", "image_size", "unconditional", "lr_g", "lr_d", "beta1", "beta2",
-    "real_label", "fake_label", "precision", "seed", "data_dir", "limit",
+    "real_label", "fake_label", "precision", "seed", "data_dir", "limit", "ema",
 )
 
 
@@ -56,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--log-every", type=int, help=f"read metrics from the device every N steps (default {d.log_every})")
     a("--eval-every", type=int, help="compute FID (as mnist-gen score does) every N epochs; 0 = never (default 1)")
     a("--eval-samples", type=int, help=f"images per FID evaluation (default {d.eval_samples})")
+    a("--ema", type=float, help="keep an exponential moving average of G's weights with this decay (e.g. 0.999) "
+      "and evaluate, sample and export it; 0 = off (default)")
     a("--keep", choices=["best", "last"], help="generator.pth from the best-FID epoch or the last (default best)")
     return p
 

@@ -35,6 +35,7 @@ class TrainConfig:
     log_every: int = 50
     eval_every: int = 1  # epochs between FID evaluations; 0 = never
     eval_samples: int = 10_000
+    ema: float = 0.0  # decay of an exponential moving average of G's weights; 0 = none
     keep: str = "best"  # generator.pth from the best-FID epoch, or the last
 
     def validate(self) -> None:
@@ -60,6 +61,8 @@ class TrainConfig:
             raise UserError(f"eval every must be >= 0, got {self.eval_every}")
         if self.eval_samples <= 128:
             raise UserError(f"--eval-samples must be > 128 (a feature covariance needs them), got {self.eval_samples}")
+        if not 0 <= self.ema < 1:
+            raise UserError(f"--ema must be in [0, 1), e.g. 0.999, got {self.ema}")
         if self.keep not in ("best", "last"):
             raise UserError(f"--keep must be best or last, got {self.keep}")
         if self.precision not in ("auto", "fp32", "bf16"):
