@@ -67,7 +67,8 @@ def test_metrics_samples_and_config(one_epoch_run):
 def _weights(path):
     checkpoint = torch.load(path, weights_only=True)
     discriminator = {"D." + k: v for k, v in checkpoint["discriminator"]["state_dict"].items()}
-    return {**checkpoint["generator"]["state_dict"], **discriminator}
+    ema = {"EMA." + k: v for k, v in (checkpoint["generator_ema"] or {"state_dict": {}})["state_dict"].items()}
+    return {**checkpoint["generator"]["state_dict"], **discriminator, **ema}
 
 
 def _assert_bitwise_equal(a, b):
@@ -77,13 +78,15 @@ def _assert_bitwise_equal(a, b):
 
 
 def test_resume_is_bitwise_exact(tmp_path):
-    opts = [*QUICK, "--precision", "fp32"]
+    opts = [*QUICK, "--precision", "fp32", "--ema", "0.9"]  # the averaged G must resume exactly too
     straight, split = tmp_path / "straight", tmp_path / "split"
     assert python_m("trainer", *opts, "--epochs", "2", "--out", str(straight)).returncode == 0
     assert python_m("trainer", *opts, "--epochs", "1", "--out", str(split)).returncode == 0
     resumed = python_m("trainer", "--resume", "--epochs", "2", "--out", str(split))
     assert resumed.returncode == 0, resumed.stderr
-    _assert_bitwise_equal(_weights(straight / "checkpoints/last.pt"), _weights(split / "checkpoints/last.pt"))
+    weights = _weights(split / "checkpoints/last.pt")
+    assert any(k.startswith("EMA.") for k in weights)
+    _assert_bitwise_equal(_weights(straight / "checkpoints/last.pt"), weights)
     lines = (split / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(x)["step"] for x in lines] == [2, 4, 6, 8]
 
