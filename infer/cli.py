@@ -339,24 +339,15 @@ def _score(model, n, seed, as_json, batch_size, provider) -> None:
 
     import numpy as np
 
-    from .score import classify, load_scorer, score_features
+    from .score import load_scorer, score_generator
 
     check_positive(n=n, batch_size=batch_size)
     classifier, stats = load_scorer()
     generator = load(model, provider)
     if generator.image_size != 28:
         raise UserError(f"score needs a 28x28 generator (the classifier's input); this one is {generator.image_size}")
-    rng = np.random.default_rng(seed)
-    labels = np.arange(n, dtype=np.int64) % generator.num_classes if generator.conditional else None
-    logits, features = [], []
-    for start in range(0, n, batch_size):
-        count = min(batch_size, n - start)
-        z = rng.standard_normal((count, generator.latent_dim), dtype=np.float32)
-        images = generator.run(z, None if labels is None else labels[start : start + count])
-        batch_logits, batch_features = classify(classifier, images)
-        logits.append(batch_logits)
-        features.append(batch_features)
-    result = score_features(np.concatenate(logits), np.concatenate(features), labels, stats)
+    result = score_generator(generator.run, generator.latent_dim, generator.num_classes, stats, classifier,
+                             n, seed, batch_size)
     floor = {k.removeprefix("floor_"): stats[k] for k in stats if k.startswith("floor_")}
     if as_json:
         report = {"model": str(generator.path), "n": n, "seed": seed,

@@ -85,6 +85,26 @@ def load_scorer():
     return ort.InferenceSession(str(CLASSIFIER), providers=["CPUExecutionProvider"]), stats
 
 
+def score_generator(generate, latent_dim: int, num_classes: int, stats: dict, session,
+                    n: int = 10_000, seed: int = 0, batch_size: int = 500) -> dict:
+    """Score any generator on fixed noise: `generate(z, labels) -> images [N, 1, 28, 28]` (numpy).
+
+    `mnist-gen score` (onnxruntime) and the trainer (torch) both come through here, so for the same
+    weights, n and seed they draw the same z and labels and report the same figures.
+    """
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n, dtype=np.int64) % num_classes if num_classes else None
+    logits, features = [], []
+    for start in range(0, n, batch_size):
+        count = min(batch_size, n - start)
+        z = rng.standard_normal((count, latent_dim), dtype=np.float32)
+        images = generate(z, None if labels is None else labels[start : start + count])
+        batch_logits, batch_features = classify(session, images)
+        logits.append(batch_logits)
+        features.append(batch_features)
+    return score_features(np.concatenate(logits), np.concatenate(features), labels, stats)
+
+
 def classify(session, images: np.ndarray, batch_size: int = 1000) -> tuple[np.ndarray, np.ndarray]:
     """images float32 [N, 1, 28, 28] in [-1, 1] -> (logits, features)."""
     outputs = [session.run([LOGITS_OUTPUT, FEATURES_OUTPUT], {"images": images[i : i + batch_size]})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from infer.score import classify, load_scorer, score_features
+from infer.score import load_scorer, score_generator
 
 from .model import Generator
 
@@ -23,18 +23,13 @@ class Evaluator:
         device = next(generator.parameters()).device
         was_training = generator.training
         generator.eval()
-        rng = np.random.default_rng(self.seed)
-        labels = np.arange(self.n, dtype=np.int64) % cfg.num_classes if cfg.conditional else None
-        logits, features = [], []
-        for start in range(0, self.n, self.batch_size):
-            count = min(self.batch_size, self.n - start)
-            z = torch.from_numpy(rng.standard_normal((count, cfg.latent_dim), dtype=np.float32)).to(device)
-            y = None if labels is None else torch.from_numpy(labels[start : start + count]).to(device)
-            images = generator(z, y).float().cpu().numpy()
-            batch_logits, batch_features = classify(self.session, images)
-            logits.append(batch_logits)
-            features.append(batch_features)
+
+        def generate(z: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
+            y = None if labels is None else torch.from_numpy(labels).to(device)
+            return generator(torch.from_numpy(z).to(device), y).float().cpu().numpy()
+
+        scores = score_generator(generate, cfg.latent_dim, cfg.num_classes, self.stats, self.session,
+                                 self.n, self.seed, self.batch_size)
         generator.train(was_training)
-        scores = score_features(np.concatenate(logits), np.concatenate(features), labels, self.stats)
         scores.pop("digit_share")
         return scores

@@ -104,10 +104,10 @@ class Trainer:
         self.generator, self.discriminator = build_models(self.model_cfg)
         for model in (self.generator, self.discriminator):
             model.to(self.device, memory_format=torch.channels_last)
-        # fused Adam: one kernel per parameter group instead of a dozen per tensor (step 92 -> 85 ms on CPU)
-        betas = (cfg.beta1, cfg.beta2)
         # The averaged G (--ema) is what gets evaluated, sampled and exported; G itself keeps training.
         self.generator_ema = copy.deepcopy(self.generator).requires_grad_(False) if cfg.ema else None
+        # fused Adam: one kernel per parameter group instead of a dozen per tensor (step 92 -> 85 ms on CPU)
+        betas = (cfg.beta1, cfg.beta2)
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=cfg.lr_g, betas=betas, fused=True)
         self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=cfg.lr_d, betas=betas, fused=True)
         self.noise = torch.Generator(self.device).manual_seed(cfg.seed)
@@ -345,8 +345,7 @@ class Trainer:
     def _update_ema(self) -> None:
         ema, live = self.generator_ema, self.generator
         torch._foreach_lerp_(list(ema.parameters()), list(live.parameters()), 1.0 - self.cfg.ema)
-        for ema_buffer, buffer in zip(ema.buffers(), live.buffers(), strict=True):
-            ema_buffer.copy_(buffer)  # BatchNorm running statistics follow the live G
+        torch._foreach_copy_(list(ema.buffers()), list(live.buffers()))  # BatchNorm statistics follow the live G
 
     @property
     def sampler(self):
