@@ -93,6 +93,8 @@ def save_loss_curve(history: list[dict], path: Path) -> None:
     ax_loss, ax_d = axes[0], axes[1]
     if evals:
         axes[2].plot([h["step"] for h in evals], [h["fid"] for h in evals], "o-", label="FID (lower is better)")
+        if "fid_live" in evals[-1]:  # --ema: the averaged G above, the live one here
+            axes[2].plot([h["step"] for h in evals], [h.get("fid_live") for h in evals], "x--", label="FID, live G")
         axes[2].set_ylabel("FID")
         axes[2].legend()
     ax_loss.plot(steps, [h["loss_d"] for h in history], label="loss D")
