@@ -28,6 +28,8 @@ from trainer.checkpoint import (
 )
 from trainer.model import Generator, ModelConfig
 
+from .subpixel import SubPixelGenerator
+
 DEFAULT_OPSET = 18
 PARITY_BATCHES = (1, 3, 64, 257)
 TOLERANCE = {"fp32": 1e-4, "fp16": 2e-2}  # max |onnx - torch fp32 eager| on images in [-1, 1]
@@ -45,18 +47,20 @@ class ExportReport:
 
 
 class ExportableGenerator(nn.Module):
-    """The graph infer runs: float32 in and out, bad labels fail loudly instead of wrapping around."""
+    """The graph infer runs: G in its sub-pixel form, float32 in and out, bad labels fail loudly."""
 
     def __init__(self, generator: Generator, fp16: bool):
         super().__init__()
-        self.generator = generator.half() if fp16 else generator
+        self.cfg = generator.cfg
+        fast = SubPixelGenerator(generator)
+        self.generator = fast.half() if fp16 else fast
         self.dtype = torch.float16 if fp16 else torch.float32
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        if self.generator.cfg.conditional:
+        if self.cfg.conditional:
             # ONNX Gather reads a negative index from the end (-1 -> digit 9, quietly); send it
             # out of range instead, where onnxruntime raises, as it does for labels >= num_classes.
-            labels = torch.where(labels < 0, self.generator.cfg.num_classes, labels)
+            labels = torch.where(labels < 0, self.cfg.num_classes, labels)
         return self.generator(z.to(self.dtype), labels).float()
 
 

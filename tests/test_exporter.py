@@ -10,7 +10,8 @@ from onnx.reference import ReferenceEvaluator
 from torch import nn
 
 from exporter.export import PARITY_BATCHES, export, sample_inputs
-from trainer.model import ModelConfig
+from exporter.subpixel import SubPixelGenerator
+from trainer.model import ModelConfig, build_models
 
 ALL = [(28, True), (28, False), (64, True), (64, False)]
 
@@ -21,6 +22,23 @@ def test_parity_at_every_batch_size(models, key):
     diffs = report.parity["CPUExecutionProvider"]
     assert sorted(diffs) == sorted(PARITY_BATCHES)
     assert max(diffs.values()) <= 1e-4
+
+
+@pytest.mark.parametrize("key", ALL)
+def test_sub_pixel_form_is_the_same_generator(key):
+    """The rewrite the exporter ships, on trained-looking BatchNorm statistics and output bias."""
+    size, conditional = key
+    torch.manual_seed(0)
+    generator = build_models(ModelConfig(image_size=size, num_classes=10 if conditional else 0, g_width=8))[0]
+    with torch.no_grad():
+        for bn in (m for m in generator.modules() if isinstance(m, nn.BatchNorm2d)):
+            bn.running_mean.normal_(), bn.running_var.uniform_(0.5, 2.0), bn.weight.normal_(1, 0.2), bn.bias.normal_()
+        if generator.main[-2].bias is not None:
+            generator.main[-2].bias.normal_()
+    generator.eval()
+    z, labels = torch.randn(7, 100), (torch.arange(7) if conditional else None)
+    with torch.no_grad():
+        assert (SubPixelGenerator(generator)(z, labels) - generator(z, labels)).abs().max() < 1e-5
 
 
 @pytest.mark.parametrize("key", ALL)

@@ -82,6 +82,10 @@ class Generator(nn.Module):
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """z: [N, latent_dim], labels: [N] int64 (ignored when unconditional) -> [N, 1, H, W] in [-1, 1]."""
+        return self.main[1:](self.first_layer(z, labels))
+
+    def first_layer(self, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        """The label embedding joined to z, through the first transposed conv: [N, C, k, k]."""
         if self.cfg.conditional:
             z = torch.cat([z, self.label_embedding(labels)], dim=1)
         # The first layer, a transposed conv on a 1x1 input, is exactly one matmul with its weight.
@@ -90,7 +94,7 @@ class Generator(nn.Module):
         first = self.main[0]
         k = first.kernel_size[0]
         h = (z @ first.weight.flatten(1)).view(-1, first.out_channels, k, k)
-        return self.main[1:](h.contiguous(memory_format=torch.channels_last))
+        return h.contiguous(memory_format=torch.channels_last)
 
 
 class Discriminator(nn.Module):
