@@ -1,7 +1,8 @@
 """Inference: `mnist-gen` (onnxruntime) against the smallest honest torch script, side by side.
 
 1. Cold start: wall time and peak RSS of a whole process that writes a 64-digit grid PNG.
-2. Throughput: onnxruntime against torch eager on the same model at batch 1, 64 and 256.
+2. Throughput: onnxruntime against torch eager on the same model at batch 1, 64 and 256, with what
+   each onnxruntime setting tried gave (threads, IO binding, fp16, the exporter's sub-pixel rewrite).
 
     python benchmarks/infer_speed.py [--model artifacts/generator.pth] [--quick]
 
@@ -73,21 +74,30 @@ def cold_start(pth: Path, onnx_path: Path, runs: int, tmp: Path) -> None:
           f"{rss['mnist-gen'] / rss['torch']:.2f} of the memory")
 
 
-def throughput(pth: Path, onnx_path: Path, seconds: float) -> None:
+def throughput(pth: Path, onnx_path: Path, seconds: float, tmp: Path) -> None:
+    """images/s of torch eager and of onnxruntime in each setting tried, interleaved per batch size."""
     import numpy as np
     import onnxruntime as ort
     import torch
 
+    from exporter.export import export, to_onnx_proto
     from infer.generator import session_options
     from trainer.checkpoint import generator_from_file
 
     generator, _ = generator_from_file(torch.load(pth, weights_only=True), pth)
+    generator.eval()
+    fp16_path = export(pth, tmp / "generator_fp16.onnx", fp16=True).path
+    plain = to_onnx_proto(generator, 18, fp16=False, sub_pixel=False).SerializeToString()
+    cpu = ["CPUExecutionProvider"]
     sessions = {
-        "onnxruntime 1 thread": ort.InferenceSession(str(onnx_path), session_options(1),
-                                                     providers=["CPUExecutionProvider"]),
-        "onnxruntime default (shipped)": ort.InferenceSession(str(onnx_path), session_options(None),
-                                                              providers=["CPUExecutionProvider"]),
+        "onnxruntime, shipped (sub-pixel graph, default threads)": ort.InferenceSession(
+            str(onnx_path), session_options(None), providers=cpu),
+        "  same, 1 intra-op thread": ort.InferenceSession(str(onnx_path), session_options(1), providers=cpu),
+        "  same, IO binding into a preallocated output": None,  # the shipped session, bound
+        "  fp16 model": ort.InferenceSession(str(fp16_path), session_options(None), providers=cpu),
+        "  plain export (ConvTranspose as trained)": ort.InferenceSession(plain, session_options(None), providers=cpu),
     }
+    shipped = sessions["onnxruntime, shipped (sub-pixel graph, default threads)"]
 
     def rate(fn, batch):
         fn()
@@ -97,23 +107,40 @@ def throughput(pth: Path, onnx_path: Path, seconds: float) -> None:
             count += 1
         return batch * count / (time.perf_counter() - start)
 
-    print(f"throughput, images/s (torch {torch.__version__} eager, {torch.get_num_threads()} threads, fp32):")
-    print(f"  {'batch':>5} {'torch eager':>12}" + "".join(f" {name:>28}" for name in sessions) + "  best ort / torch")
-    for batch in (1, 64, 256):
+    batches = (1, 64, 256)
+    rows = {"torch eager, fp32": [], **{name: [] for name in sessions}}
+    for batch in batches:
         z = np.random.default_rng(0).standard_normal((batch, generator.cfg.latent_dim), dtype=np.float32)
-        labels = np.arange(batch, dtype=np.int64) % 10
-
-        feeds = {"z": z, "labels": labels}
-        tensors = (torch.from_numpy(z), torch.from_numpy(labels))
+        labels = np.arange(batch, dtype=np.int64) % max(generator.cfg.num_classes, 1)
+        feeds = {"z": z, "labels": labels} if generator.cfg.conditional else {"z": z}
+        tensors = [torch.from_numpy(v) for v in feeds.values()]
 
         def torch_run(tensors=tensors):
             with torch.inference_mode():
                 generator(*tensors)
 
-        torch_rate = rate(torch_run, batch)
-        ort_rates = [rate(lambda s=s, feeds=feeds: s.run(None, feeds), batch) for s in sessions.values()]
-        print(f"  {batch:>5} {torch_rate:>12.0f}" + "".join(f" {r:>28.0f}" for r in ort_rates)
-              + f"  {max(ort_rates) / torch_rate:.2f}x")
+        binding = shipped.io_binding()
+        for name, value in feeds.items():
+            binding.bind_cpu_input(name, value)
+        size = generator.cfg.image_size
+        output = ort.OrtValue.ortvalue_from_shape_and_type((batch, 1, size, size), np.float32, "cpu")
+        binding.bind_ortvalue_output("images", output)
+        runs = {"torch eager, fp32": torch_run}
+        for name, session in sessions.items():
+            if session is None:
+                runs[name] = lambda binding=binding: shipped.run_with_iobinding(binding)
+            else:
+                runs[name] = lambda session=session, feeds=feeds: session.run(None, feeds)
+        for name, fn in runs.items():
+            rows[name].append(rate(fn, batch))
+
+    print(f"throughput, images/s (torch {torch.__version__}, onnxruntime {ort.__version__}, "
+          f"{torch.get_num_threads()} torch threads):")
+    print(f"  {'':<58}" + "".join(f" {'batch ' + str(b):>10}" for b in batches))
+    for name, values in rows.items():
+        print(f"  {name:<58}" + "".join(f" {v:>10.0f}" for v in values))
+    ratios = [o / t for o, t in zip(rows[next(iter(sessions))], rows["torch eager, fp32"], strict=True)]
+    print(f"  {'shipped onnxruntime / torch eager':<58}" + "".join(f" {r:>9.2f}x" for r in ratios))
 
 
 def main() -> None:
@@ -138,7 +165,7 @@ def main() -> None:
         onnx_path = export(pth, tmp / "generator.onnx").path
         print(f"model: {pth} -> {onnx_path.name}; machine: {os.cpu_count()} CPUs")
         cold_start(pth, onnx_path, 3 if args.quick else 7, tmp)
-        throughput(pth, onnx_path, 0.5 if args.quick else 2.0)
+        throughput(pth, onnx_path, 0.5 if args.quick else 2.0, tmp)
 
 
 if __name__ == "__main__":

@@ -49,11 +49,11 @@ class ExportReport:
 class ExportableGenerator(nn.Module):
     """The graph infer runs: G in its sub-pixel form, float32 in and out, bad labels fail loudly."""
 
-    def __init__(self, generator: Generator, fp16: bool):
+    def __init__(self, generator: Generator, fp16: bool, sub_pixel: bool = True):
         super().__init__()
         self.cfg = generator.cfg
-        fast = SubPixelGenerator(generator)
-        self.generator = fast.half() if fp16 else fast
+        graph = SubPixelGenerator(generator) if sub_pixel else generator  # plain: for benchmarks/infer_speed.py
+        self.generator = graph.half() if fp16 else graph
         self.dtype = torch.float16 if fp16 else torch.float32
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
@@ -138,10 +138,10 @@ def build_metadata(cfg: ModelConfig, info: dict, source_sha256: str, fp16: bool)
     }
 
 
-def to_onnx_proto(generator: Generator, opset: int, fp16: bool):
+def to_onnx_proto(generator: Generator, opset: int, fp16: bool, sub_pixel: bool = True):
     """Dynamo export in eval mode with a dynamic batch axis, weights inside the file."""
     cfg = generator.cfg
-    model = ExportableGenerator(generator.eval(), fp16).eval()
+    model = ExportableGenerator(generator.eval(), fp16, sub_pixel).eval()
     example = {k: torch.from_numpy(v) for k, v in sample_inputs(cfg, 4).items()}
     batch = torch.export.Dim("batch", min=1, max=1 << 20)
     with warnings.catch_warnings():  # z and labels share one batch axis, which the exporter remarks on
