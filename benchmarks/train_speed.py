@@ -7,6 +7,7 @@ defaults for this device (bf16 autocast + channels_last where supported, metrics
 
     python benchmarks/train_speed.py           # 200 timed steps each
     python benchmarks/train_speed.py --quick   # 30 timed steps each, about a minute
+    python benchmarks/train_speed.py --precision fp32   # what bf16 autocast gives, by leaving it out
 """
 
 from __future__ import annotations
@@ -75,9 +76,9 @@ def reference_images_per_s(steps: int, batch_size: int, device: torch.device) ->
         return done / (time.perf_counter() - start)
 
 
-def project_images_per_s(steps: int, batch_size: int) -> tuple[float, str]:
+def project_images_per_s(steps: int, batch_size: int, precision: str) -> tuple[float, str]:
     with tempfile.TemporaryDirectory() as out:
-        trainer = Trainer(TrainConfig(batch_size=batch_size, out=out))
+        trainer = Trainer(TrainConfig(batch_size=batch_size, out=out, precision=precision, eval_every=0))
         targets = {
             "real": torch.ones(batch_size, device=trainer.device),
             "fake": torch.zeros(batch_size, device=trainer.device),
@@ -103,6 +104,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="30 timed steps each (about a minute)")
     parser.add_argument("--steps", type=int, help="timed steps each (default 200, or 30 with --quick)")
     parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--precision", default="auto", help="the project's precision (auto = its shipped default)")
     args = parser.parse_args()
     steps = args.steps or (30 if args.quick else 200)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -110,7 +112,7 @@ def main() -> None:
           f"batch {args.batch_size}, {steps} timed steps after {WARMUP} warm-up steps")
     reference = reference_images_per_s(steps, args.batch_size, device)
     print(f"reference (pytorch/examples loop, fp32, DataLoader+PIL): {reference:8.1f} images/s")
-    project, setting = project_images_per_s(steps, args.batch_size)
+    project, setting = project_images_per_s(steps, args.batch_size, args.precision)
     print(f"project   (trainer step, {setting}): {project:8.1f} images/s")
     print(f"speedup {project / reference:.2f}x")
 
