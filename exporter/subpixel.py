@@ -72,6 +72,8 @@ class SubPixelGenerator(nn.Module):
         for conv in (up, out):
             if (conv.kernel_size, conv.stride, conv.padding) != ((4, 4), (2, 2), (1, 1)):
                 raise ValueError(f"expected a k4 s2 p1 transposed conv, got {conv}")
+        if out.out_channels != 1:
+            raise ValueError(f"expected a one-channel output layer, got {out}")
         self.generator = generator.eval()
         self.middle = main[1:-5]  # BN and ReLU of the first layer, and any earlier up-blocks
         weight, bias = folded(up, bn)
