@@ -92,9 +92,12 @@ def save_loss_curve(history: list[dict], path: Path) -> None:
     fig, axes = plt.subplots(rows, 1, figsize=(9, 3 * rows), sharex=True)
     ax_loss, ax_d = axes[0], axes[1]
     if evals:
-        axes[2].plot([h["step"] for h in evals], [h["fid"] for h in evals], "o-", label="FID (lower is better)")
-        if "fid_live" in evals[-1]:  # --ema: the averaged G above, the live one here
+        averaged = "fid_live" in evals[-1]  # --ema: the averaged G is the one kept, the live one beside it
+        label = "FID, averaged G (lower is better)" if averaged else "FID (lower is better)"
+        axes[2].plot([h["step"] for h in evals], [h["fid"] for h in evals], "o-", label=label)
+        if averaged:
             axes[2].plot([h["step"] for h in evals], [h.get("fid_live") for h in evals], "x--", label="FID, live G")
+        axes[2].set_yscale("log")  # from hundreds in epoch 1 to about 10: a linear axis hides the end
         axes[2].set_ylabel("FID")
         axes[2].legend()
     ax_loss.plot(steps, [h["loss_d"] for h in history], label="loss D")
