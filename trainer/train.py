@@ -371,6 +371,7 @@ class Trainer:
         """
         ema, cfg = self.generator_ema, self.model_cfg
         norms = [m for m in ema.modules() if isinstance(m, nn.BatchNorm2d)]
+        momenta = [bn.momentum for bn in norms]
         for bn in norms:
             bn.reset_running_stats()
             bn.momentum = None  # a plain average over all the batches below
@@ -381,8 +382,8 @@ class Trainer:
             z = torch.randn(batch_size, cfg.latent_dim, device=self.device, generator=noise)
             ema(z, labels if cfg.conditional else None)
         ema.eval()
-        for bn in norms:
-            bn.momentum = 0.1
+        for bn, momentum in zip(norms, momenta, strict=True):
+            bn.momentum = momentum
 
     @property
     def sampler(self):
