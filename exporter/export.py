@@ -6,6 +6,7 @@ so the runtime never guesses. The file is moved into place only after the parity
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
 import warnings
@@ -52,6 +53,7 @@ class ExportableGenerator(nn.Module):
     def __init__(self, generator: Generator, fp16: bool, sub_pixel: bool = True):
         super().__init__()
         self.cfg = generator.cfg
+        generator = copy.deepcopy(generator).eval()  # casting to fp16 and eval mode must not touch the caller's G
         graph = SubPixelGenerator(generator) if sub_pixel else generator  # plain: for benchmarks/infer_speed.py
         self.generator = graph.half() if fp16 else graph
         self.dtype = torch.float16 if fp16 else torch.float32
@@ -141,7 +143,7 @@ def build_metadata(cfg: ModelConfig, info: dict, source_sha256: str, fp16: bool)
 def to_onnx_proto(generator: Generator, opset: int, fp16: bool, sub_pixel: bool = True):
     """Dynamo export in eval mode with a dynamic batch axis, weights inside the file."""
     cfg = generator.cfg
-    model = ExportableGenerator(generator.eval(), fp16, sub_pixel).eval()
+    model = ExportableGenerator(generator, fp16, sub_pixel).eval()
     example = {k: torch.from_numpy(v) for k, v in sample_inputs(cfg, 4).items()}
     batch = torch.export.Dim("batch", min=1, max=1 << 20)
     with warnings.catch_warnings():  # z and labels share one batch axis, which the exporter remarks on
@@ -197,12 +199,8 @@ def export(src: str | os.PathLike, out: str | os.PathLike | None = None, opset: 
         raise UserError(f"--out {out} is a folder; give a file name such as {out / 'generator.onnx'}")
     generator, info = load_generator(src, source)
     sha256 = hashlib.sha256(src.read_bytes()).hexdigest()
-    reference = Generator(generator.cfg)
-    reference.load_state_dict(generator.state_dict())
-    reference.eval()
-
     proto = to_onnx_proto(generator, opset, fp16)
-    metadata = build_metadata(reference.cfg, info, sha256, fp16)
+    metadata = build_metadata(generator.cfg, info, sha256, fp16)
     onnx.helper.set_model_props(proto, metadata)
     proto.doc_string = "mnist-gen DCGAN generator: z (and labels) -> images in [-1, 1]"
     onnx.checker.check_model(proto, full_check=True)
@@ -211,7 +209,7 @@ def export(src: str | os.PathLike, out: str | os.PathLike | None = None, opset: 
     report = ExportReport(out, len(data), opset, [i.name for i in proto.graph.input],
                           [o.name for o in proto.graph.output], metadata)
     if check:
-        report.parity = parity(data, reference, available_providers())
+        report.parity = parity(data, generator, available_providers())
         worst = max(d for per_batch in report.parity.values() for d in per_batch.values())
         bound = TOLERANCE["fp16" if fp16 else "fp32"]
         if not worst <= bound:

@@ -67,15 +67,15 @@ class SubPixelGenerator(nn.Module):
 
     def __init__(self, generator: Generator):
         super().__init__()
-        main = generator.main  # [first ConvT, BN, ReLU, (ConvT, BN, ReLU)..., ConvT out, Tanh]
-        up, bn, out = main[-5], main[-4], main[-2]
+        parts = generator.parts
+        up, bn, out = parts.last_up, parts.last_norm, parts.output
         for conv in (up, out):
             if (conv.kernel_size, conv.stride, conv.padding) != ((4, 4), (2, 2), (1, 1)):
                 raise ValueError(f"expected a k4 s2 p1 transposed conv, got {conv}")
         if out.out_channels != 1:
             raise ValueError(f"expected a one-channel output layer, got {out}")
         self.generator = generator.eval()
-        self.middle = main[1:-5]  # BN and ReLU of the first layer, and any earlier up-blocks
+        self.first, self.middle = parts.first, parts.middle
         weight, bias = folded(up, bn)
         self.phases = [(a, b) for a in (0, 1) for b in (0, 1)]
         for a, b in self.phases:
@@ -87,7 +87,7 @@ class SubPixelGenerator(nn.Module):
         self.register_buffer("out_bias", out_bias.expand(16).contiguous())
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        x = self.middle(self.generator.first_layer(z, labels))
+        x = self.middle(self.first(self.generator.latent(z, labels)))
         taps = []
         for a, b in self.phases:  # phase (a, b) reads rows m-1..m (a = 0) or m..m+1 (a = 1), columns alike
             weight = getattr(self, f"phase_weight_{a}{b}")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,6 +44,19 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> int:
+    """Delete the temporary files that atomic_path left in `folder` when its process was killed (SIGKILL).
+
+    Only names of atomic_path's own pattern (mkstemp's ".NAME.XXXXXXXX.tmp") are touched. Returns how many.
+    """
+    removed = 0
+    for path in Path(folder).glob(".*.tmp"):
+        if re.fullmatch(r"\..+\.[A-Za-z0-9_]{8}\.tmp", path.name) and path.is_file():
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:

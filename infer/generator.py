@@ -66,13 +66,15 @@ def _cuda_session(model_bytes: bytes, opts):
             ort.preload_dlls()
         except Exception:  # noqa: BLE001 - a failed preload only means CUDA will not start
             pass
-    ort.set_default_logger_severity(4)  # a failing CUDA provider logs pages; we say it in one line
+    # A failing CUDA provider logs pages; we say it in one line. The session's own severity, not the
+    # process-wide default logger's: onnxruntime cannot read that one back, so changing it would not be undone.
+    severity, opts.log_severity_level = opts.log_severity_level, 4
     try:
         session = ort.InferenceSession(model_bytes, opts, providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
     except Exception as e:  # noqa: BLE001 - onnxruntime raises plain RuntimeError/Fail variants
         return None, str(e).strip().splitlines()[0][:120] if str(e).strip() else "session creation failed"
     finally:
-        ort.set_default_logger_severity(3)
+        opts.log_severity_level = severity
     if session.get_providers()[0] != "CUDAExecutionProvider":
         return None, "the CUDA libraries or a GPU are not usable here"
     return session, ""

@@ -57,6 +57,29 @@ def test_discriminator_outputs_logits_not_probabilities():
     assert (logits.abs() > 1).all()  # a sigmoid output could never leave [0, 1]
 
 
+@pytest.mark.parametrize("size", [28, 64])
+def test_model_summary_lists_every_layer_and_parameter(size):
+    """G's first layer (most of G's parameters) runs as a matmul, and is still a layer hooks and summaries see."""
+    from trainer.artifacts import model_summary
+
+    generator, _ = build_models(ModelConfig(image_size=size))
+    summary = model_summary(generator, torch.zeros(2, 100), torch.zeros(2, dtype=torch.long))
+    rows = [line for line in summary.splitlines()[2:-1]]
+    listed = sum(int(row.split()[-1].replace(",", "")) for row in rows)
+    assert listed == sum(p.numel() for p in generator.parameters())
+    first_width = 256 if size == 28 else 512
+    assert any(row.startswith("main.0 (LatentProjection)") and f"[2, {first_width}," in row for row in rows)
+
+
+def test_named_parts_are_the_layers_they_name():
+    generator, _ = build_models(ModelConfig(g_width=8))
+    parts = generator.parts
+    assert parts.first is generator.main[0] and parts.output.out_channels == 1
+    assert parts.last_up.stride == (2, 2) and parts.last_norm.num_features == parts.last_up.out_channels
+    x = parts.middle(parts.first(generator.latent(torch.randn(3, 100), torch.arange(3))))
+    assert x.shape == (3, 32, 7, 7)  # the last up-block's input
+
+
 def test_bad_image_size():
     with pytest.raises(ValueError):
         ModelConfig(image_size=32)

@@ -84,6 +84,8 @@ def test_resume_is_bitwise_exact(tmp_path):
     assert python_m("trainer", *opts, "--epochs", "1", "--out", str(split)).returncode == 0
     resumed = python_m("trainer", "--resume", "--epochs", "2", "--out", str(split))
     assert resumed.returncode == 0, resumed.stderr
+    # The last line says what this process did, and what the run holds.
+    assert "done: trained epoch 2 in" in resumed.stderr and "the run holds 2 epochs" in resumed.stderr
     weights = _weights(split / "checkpoints/last.pt")
     assert any(k.startswith("EMA.") for k in weights)
     _assert_bitwise_equal(_weights(straight / "checkpoints/last.pt"), weights)
@@ -139,6 +141,55 @@ def test_bad_input_is_one_line(args, message, tmp_path, capsys):
     code = main([*QUICK, "--epochs", "1", "--out", str(tmp_path / "out"), *args])
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error: ") and message in err and err.count("\n") == 1, err
+
+
+def test_sizes_that_cannot_fit_are_refused_before_any_work(tmp_path):
+    too_big = {
+        ("--batch-size", "100000"): "--batch-size 100000 is larger than the training set (60000 images)",
+        ("--latent-dim", "5000000"): "lower --latent-dim",
+    }
+    for args, message in too_big.items():
+        result = python_m("trainer", *args, "--out", str(tmp_path / "out"))
+        assert result.returncode == 2 and message in result.stderr, result.stderr
+        assert_one_line_error(result)
+    assert not (tmp_path / "out").exists()  # refused before the output folder was made
+
+
+def test_out_of_memory_while_training_is_one_line(tmp_path):
+    """A batch whose activations do not fit (here: a 6 GiB address-space limit) names the option to lower."""
+    import resource
+
+    def limit_memory():
+        resource.setrlimit(resource.RLIMIT_AS, (6 << 30, 6 << 30))
+
+    command = [sys.executable, "-m", "trainer", "--limit", "4096", "--batch-size", "4096", "--image-size", "64",
+               "--epochs", "1", "--eval-every", "0", "--out", str(tmp_path)]
+    result = subprocess.run(command, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300,
+                            preexec_fn=limit_memory)
+    assert result.returncode == 2, result.stderr
+    assert_one_line_error(result)
+    assert "out of memory on cpu at --batch-size 4096" in result.stderr and "lower --batch-size" in result.stderr
+    assert not (tmp_path / "generator.pth").exists() and not list(tmp_path.rglob("*.tmp"))
+
+
+def test_a_run_sweeps_the_temporary_files_a_killed_run_left(tmp_path):
+    out = tmp_path / "run"
+    (out / "samples").mkdir(parents=True)
+    stale = [out / ".loss_curve.png.k3j_x9a2.tmp", out / "samples" / ".epoch_039.png.a1b2c3d4.tmp"]
+    for path in stale:
+        path.write_bytes(b"half a file")
+    mine = out / "notes.tmp"  # not a name atomic writes use: left alone
+    mine.write_text("keep")
+    assert python_m("trainer", *QUICK, "--epochs", "1", "--out", str(out)).returncode == 0
+    assert not any(p.exists() for p in stale) and mine.exists()
+
+
+def test_stopping_is_not_a_user_error():
+    """`except UserError` (bad input) must never swallow Ctrl-C or the NaN stop."""
+    from infer.errors import UserError
+    from trainer.train import Interrupted, NonFiniteLoss
+
+    assert not issubclass(Interrupted, UserError) and not issubclass(NonFiniteLoss, UserError)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is present here")

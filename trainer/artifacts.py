@@ -1,6 +1,6 @@
 """What a run shows the user: sample grids, the progress GIF, plots, the model summary, config.json.
 
-Every file is written atomically (see infer.files.atomic_path).
+Each file is written atomically (see infer.files.atomic_path).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from torch import nn
 from infer.files import atomic_path, make_grid, save_gif, save_png, to_uint8, upscale
 from infer.latent import slerp
 
-from .model import Generator
+from .model import Generator, evaluating
 
 
 def fixed_inputs(generator: Generator, columns: int = 10, seed: int = 1234):
@@ -32,11 +32,9 @@ def fixed_inputs(generator: Generator, columns: int = 10, seed: int = 1234):
 @torch.no_grad()
 def generate(generator: Generator, z: torch.Tensor, labels: torch.Tensor | None) -> np.ndarray:
     """Run G in eval mode (BatchNorm running statistics) on its device, back to numpy uint8."""
-    was_training = generator.training
-    generator.eval()
     device = next(generator.parameters()).device
-    images = generator(z.to(device), None if labels is None else labels.to(device))
-    generator.train(was_training)
+    with evaluating(generator):
+        images = generator(z.to(device), None if labels is None else labels.to(device))
     return to_uint8(images.float().cpu().numpy())
 
 
@@ -131,13 +129,12 @@ def model_summary(model: nn.Module, *inputs: torch.Tensor) -> str:
     for name, module in model.named_modules():
         if not list(module.children()):
             hooks.append(module.register_forward_hook(hook_for(name)))
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
-        model(*inputs)
-    model.train(was_training)
-    for h in hooks:
-        h.remove()
+    try:
+        with torch.no_grad(), evaluating(model):
+            model(*inputs)
+    finally:
+        for h in hooks:
+            h.remove()
     total = sum(p.numel() for p in model.parameters())
     lines = [f"{model.__class__.__name__}", f"{'layer':<36}{'output shape':<22}{'params':>12}"]
     lines += [f"{name:<36}{str(list(shape)):<22}{params:>12,}" for name, shape, params in rows]

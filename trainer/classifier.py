@@ -20,11 +20,10 @@ from torch import nn
 
 from infer.errors import UserError
 from infer.files import atomic_path
-from infer.score import FEATURES_OUTPUT, LOGITS_OUTPUT, feature_stats, score_features
+from infer.score import CLASSIFIER, FEATURES_OUTPUT, LOGITS_OUTPUT, STATS, feature_stats, score_features
 
 from .data import load_mnist, to_training_tensor
 
-ASSETS = Path(__file__).resolve().parents[1] / "infer" / "assets"
 TARGET_ACCURACY = 0.993
 
 
@@ -108,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m trainer.classifier", description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=4, help="training epochs (default 4)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=ASSETS, help=f"folder for the files (default {ASSETS})")
+    parser.add_argument("--out", type=Path, default=CLASSIFIER.parent,
+                        help=f"folder for the files (default {CLASSIFIER.parent}, where mnist-gen score reads them)")
     args = parser.parse_args(argv)
     try:
         model, accuracy = train(args.epochs, args.seed)
@@ -122,16 +122,16 @@ def main(argv: list[str] | None = None) -> int:
         stats = feature_stats(test_features, test_labels)
         floor = score_features(floor_logits, floor_features, train_labels[:10000], stats)
         args.out.mkdir(parents=True, exist_ok=True)
-        export_onnx(model, args.out / "classifier.onnx")
+        export_onnx(model, args.out / CLASSIFIER.name)
         buffer = io.BytesIO()
         np.savez(buffer, **stats, accuracy=accuracy, **{f"floor_{k}": v for k, v in floor.items()})
-        with atomic_path(args.out / "classifier_stats.npz") as tmp:
+        with atomic_path(args.out / STATS.name) as tmp:
             tmp.write_bytes(buffer.getvalue())
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"test accuracy {accuracy:.4f}; real-data floor on 10k training images: FID {floor['fid']:.3f}, "
-          f"IS {floor['inception_score']:.3f}; wrote {args.out / 'classifier.onnx'} and classifier_stats.npz")
+          f"IS {floor['inception_score']:.3f}; wrote {args.out / CLASSIFIER.name} and {STATS.name}")
     return 0
 
 

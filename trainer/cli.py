@@ -102,8 +102,14 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    out = trainer.out
-    print(f"done: {trainer.state.epoch} epochs in {trainer.wall_seconds / 60:.1f} min; "
-          f"wrote {out / 'generator.pth'}, samples in {out / 'samples'}; "
+    out, first, last = trainer.out, trainer.first_epoch, trainer.state.epoch
+    if first > last:
+        did = f"nothing to train: the run already holds {last} epochs (--epochs {cfg.epochs})"
+    else:
+        trained = f"epoch {first}" if first == last else f"epochs {first}-{last}"
+        did = f"trained {trained} in {trainer.wall_seconds / 60:.1f} min"
+        if first > 1:
+            did += f"; the run holds {last} epochs"
+    print(f"done: {did}; wrote {out / 'generator.pth'}, samples in {out / 'samples'}; "
           f"next: python -m exporter {out / 'generator.pth'}", file=sys.stderr)
     return 0

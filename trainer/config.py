@@ -24,7 +24,7 @@ class TrainConfig:
     fake_label: float = 0.0
     device: str = "auto"
     precision: str = "auto"
-    compile: bool | None = None  # None = auto
+    compile: bool = False  # torch.compile G and D: opt-in, no gain measured on CPU
     seed: int = 0
     out: str = "artifacts"
     data_dir: str | None = None

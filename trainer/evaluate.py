@@ -1,4 +1,4 @@
-"""FID and friends during training: the very computation `mnist-gen score` does, on the live G."""
+"""FID and friends during training: the very computation `mnist-gen score` does, on the G it is given."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import torch
 
 from infer.score import load_scorer, score_generator
 
-from .model import Generator
+from .model import Generator, evaluating
 
 
 class Evaluator:
@@ -21,15 +21,13 @@ class Evaluator:
     def __call__(self, generator: Generator) -> dict:
         cfg = generator.cfg
         device = next(generator.parameters()).device
-        was_training = generator.training
-        generator.eval()
 
         def generate(z: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
             y = None if labels is None else torch.from_numpy(labels).to(device)
             return generator(torch.from_numpy(z).to(device), y).float().cpu().numpy()
 
-        scores = score_generator(generate, cfg.latent_dim, cfg.num_classes, self.stats, self.session,
-                                 self.n, self.seed, self.batch_size)
-        generator.train(was_training)
+        with evaluating(generator):
+            scores = score_generator(generate, cfg.latent_dim, cfg.num_classes, self.stats, self.session,
+                                     self.n, self.seed, self.batch_size)
         scores.pop("digit_share")
         return scores

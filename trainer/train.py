@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from infer.errors import UserError
-from infer.files import atomic_path
+from infer.files import atomic_path, remove_stale_temporaries
 
 from . import __version__, artifacts
 from .checkpoint import (
@@ -29,18 +29,22 @@ from .checkpoint import (
 )
 from .config import TrainConfig
 from .data import InMemoryBatches, load_mnist, to_training_tensor
-from .model import build_models
+from .model import Discriminator, Generator, ModelConfig, build_models
 from .monitor import RED, Health, RunningMetrics, within_class_spread
 
 EXIT_INTERRUPTED = 130
 EXIT_NONFINITE = 3
 
 
-class NonFiniteLoss(UserError):
+class TrainingStopped(Exception):
+    """Training ended early on purpose. Not a UserError, so `except UserError` never swallows Ctrl-C."""
+
+
+class NonFiniteLoss(TrainingStopped):
     pass
 
 
-class Interrupted(UserError):
+class Interrupted(TrainingStopped):
     pass
 
 
@@ -62,7 +66,7 @@ def resolve_device(name: str) -> torch.device:
 
 
 def resolve_precision(name: str, device: torch.device) -> str:
-    """auto = bf16 autocast where the hardware runs it natively (measured 2.2x faster on CPU), else fp32."""
+    """auto = bf16 autocast where the hardware runs it natively, else fp32 (what it gives: docs/performance.md)."""
     if name != "auto":
         if name == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
             raise UserError("--precision bf16: this GPU does not support bfloat16")
@@ -84,15 +88,55 @@ class RunState:
     best_epoch: int = 0
 
 
+def available_memory(device: torch.device) -> int | None:
+    """Bytes the run can still allocate on `device`, or None where that cannot be read."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        with open("/proc/meminfo") as f:
+            fields = dict(line.split(":", 1) for line in f)
+        return int(fields["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def check_model_fits(model_cfg: ModelConfig, device: torch.device) -> None:
+    """Refuse, before allocating anything, models whose weights, gradients and Adam state cannot fit."""
+    with torch.device("meta"):  # shapes only: nothing is allocated
+        generator, discriminator = Generator(model_cfg), Discriminator(model_cfg)
+    parameters = sum(p.numel() for m in (generator, discriminator) for p in m.parameters())
+    needed = parameters * 4 * 4  # fp32 weights, their gradients, Adam's two moments
+    available = available_memory(device)
+    if available is not None and needed > available:
+        raise UserError(f"the models have {parameters / 1e6:,.0f}M parameters and need {needed / 2**30:,.1f} GiB for "
+                        f"weights, gradients and Adam state; {available / 2**30:,.1f} GiB is available on {device}: "
+                        "lower --latent-dim")
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    if isinstance(error, (torch.OutOfMemoryError, MemoryError)):
+        return True
+    text = str(error)
+    return isinstance(error, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+
+
 class Trainer:
     def __init__(self, cfg: TrainConfig):
         self.cfg = cfg
         self.out = Path(cfg.out)
         self.device = resolve_device(cfg.device)
         self.precision = resolve_precision(cfg.precision, self.device)
-        self.use_compile = bool(cfg.compile)  # measured: no gain on CPU (see README), opt-in
+        self.use_compile = cfg.compile  # no gain measured on CPU (docs/performance.md): opt-in
         self.model_cfg = cfg.model_config()
         self.stop_signal: int | None = None
+
+        # Everything that can be refused is checked before any file is touched or any model built.
+        images, labels = load_mnist("train", cfg.data_dir)
+        if cfg.limit is not None:
+            images, labels = images[: cfg.limit], labels[: cfg.limit]
+        if cfg.batch_size > len(images):
+            raise UserError(f"--batch-size {cfg.batch_size} is larger than the training set ({len(images)} images)")
+        check_model_fits(self.model_cfg, self.device)
         self._prepare_out()
 
         if self.device.type == "cuda":
@@ -106,7 +150,7 @@ class Trainer:
             model.to(self.device, memory_format=torch.channels_last)
         # ...except G's first layer, which runs as a matmul: a channels_last weight would be copied
         # back to row-major three times a step (measured 8.5 ms of a 150 ms step on a 2-core EPYC).
-        first = self.generator.main[0]
+        first = self.generator.parts.first
         first.weight.data = first.weight.data.contiguous()
         # The averaged G (--ema) is what gets evaluated, sampled and exported; G itself keeps training.
         self.generator_ema = copy.deepcopy(self.generator).requires_grad_(False) if cfg.ema else None
@@ -117,9 +161,6 @@ class Trainer:
         self.noise = torch.Generator(self.device).manual_seed(cfg.seed)
         self.state = RunState()
 
-        images, labels = load_mnist("train", cfg.data_dir)
-        if cfg.limit is not None:
-            images, labels = images[: cfg.limit], labels[: cfg.limit]
         x = to_training_tensor(images, cfg.image_size, self.device).contiguous(memory_format=torch.channels_last)
         y = torch.from_numpy(labels.astype("int64")).to(self.device)
         self.batches = InMemoryBatches(x, y, cfg.batch_size, cfg.seed)
@@ -143,6 +184,9 @@ class Trainer:
             (self.out / ".write_test").unlink()
         except OSError as e:
             raise UserError(f"--out {self.out}: not writable ({e.strerror or e})") from None
+        # A run killed with SIGKILL mid-write leaves its temporary file; the next run in this --out sweeps them.
+        for folder in (self.out, self.out / "checkpoints", self.out / "samples"):
+            remove_stale_temporaries(folder)
 
     # ---- checkpoints -------------------------------------------------------------------------
 
@@ -240,6 +284,7 @@ class Trainer:
             "ones": torch.ones(b, device=self.device),
         }
         metrics, health = RunningMetrics(self.device), Health()
+        self.first_epoch = s.epoch + 1  # what this process trains; the run may hold more (--resume)
         previous_handlers = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             while s.epoch < cfg.epochs:
@@ -255,6 +300,12 @@ class Trainer:
                 f"{signal.Signals(self.stop_signal).name}: saved {path} (epoch {s.epoch + 1}, step {s.step_in_epoch} "
                 f"of {self.batches.steps_per_epoch}); continue with --resume --out {self.out}"
             ) from None
+        except (RuntimeError, MemoryError) as e:  # torch.OutOfMemoryError is a RuntimeError
+            if not is_out_of_memory(e):
+                raise
+            size = f"{cfg.image_size}x{cfg.image_size}"
+            raise UserError(f"out of memory on {self.device} at --batch-size {cfg.batch_size} ({size} images): "
+                            f"lower --batch-size; {self._last_good()}") from None
         finally:
             for sig, handler in previous_handlers.items():
                 signal.signal(sig, handler)
@@ -298,21 +349,32 @@ class Trainer:
         if nonfinite:
             # Once a loss is non-finite the weights are poisoned, so every later step is too.
             bad_step = s.global_step - nonfinite + 1
-            last = self.out / "checkpoints" / "last.pt"
-            kept = f"last good checkpoint: {last} (epoch {s.epoch})" if s.epoch else "no checkpoint was saved yet"
             raise NonFiniteLoss(
                 f"non-finite loss at epoch {s.epoch + 1}, step {bad_step}; training stopped "
-                f"(try a lower learning rate); {kept}"
+                f"(try a lower learning rate); {self._last_good()}"
             )
         cond = labels if self.model_cfg.conditional else None
         diversity = within_class_spread(fake, cond) / max(within_class_spread(real, cond), 1e-8)
         record = {"epoch": s.epoch + 1, "step": s.global_step, **values, "pixel_diversity": diversity,
                   "images_per_s": images_per_s}
         record["health"], record["health_reason"] = health.update(record)
-        s.history.append(record)
+        self._log(record)
+        return record
+
+    def _last_good(self) -> str:
+        if not self.state.epoch:
+            return "no checkpoint was saved yet"
+        return f"last good checkpoint: {self.out / 'checkpoints' / 'last.pt'} (epoch {self.state.epoch})"
+
+    def _log(self, record: dict) -> None:
+        """Keep a record in the history and append it to metrics.jsonl (one line, flushed at once).
+
+        Appended, not rewritten, so a kill can at worst cut its last line; --resume rewrites the file
+        from the checkpoint's history.
+        """
+        self.state.history.append(record)
         with open(self.out / "metrics.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
-        return record
 
     def end_of_epoch(self, epoch: int) -> None:
         cfg, s, out = self.cfg, self.state, self.out
@@ -323,10 +385,7 @@ class Trainer:
             scores = self.evaluator(self.sampler)
             if self.generator_ema is not None:  # what the average buys, epoch by epoch
                 scores["fid_live"] = self.evaluator(self.generator)["fid"]
-            record = {"epoch": epoch, "step": s.global_step, **scores}
-            s.history.append(record)
-            with open(out / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(record) + "\n")
+            self._log({"epoch": epoch, "step": s.global_step, **scores})
             improved = scores["fid"] < s.best_fid
             if improved:
                 s.best_fid, s.best_epoch = scores["fid"], epoch
