@@ -50,3 +50,12 @@ def test_infer_modules_import_nothing_of_torch_or_training(runtime_env):
             "bad = sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'trainer', 'exporter'}); print(bad)")
     result = subprocess.run([str(runtime_env / "bin" / "python"), "-c", code], capture_output=True, text=True)
     assert result.returncode == 0 and result.stdout.strip() == "[]", result.stdout + result.stderr
+
+
+def test_base_install_leaves_training_data_out(runtime_env):
+    """MNIST (11 MB) is for training: the runtime install carries the generator and scorer, not the data."""
+    code = "import infer, pathlib; print(pathlib.Path(infer.__file__).parents[1])"
+    site = subprocess.run([str(runtime_env / "bin" / "python"), "-c", code], capture_output=True, text=True)
+    site_packages = __import__("pathlib").Path(site.stdout.strip())
+    assert (site_packages / "infer" / "assets" / "generator.onnx").is_file()
+    assert not list(site_packages.glob("trainer/mnist*")) and not list(site_packages.rglob("*idx3-ubyte*"))

@@ -1,6 +1,7 @@
 """MNIST from the four official IDX files, verified and decoded with numpy, held in memory.
 
-The package carries its own copy (trainer/mnist/*.gz) so training never needs the network.
+The source tree carries its own copy (trainer/mnist/*.gz) so training never needs the network; the
+wheel leaves it out (generation does not need it), so an install from a wheel trains with --data-dir.
 """
 
 from __future__ import annotations
@@ -51,6 +52,9 @@ def read_idx(path: Path, name: str) -> np.ndarray:
 
 def load_mnist(split: str = "train", data_dir: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Images [N, 28, 28] uint8 and labels [N] uint8 of the given split ('train' or 'test')."""
+    if data_dir is None and not BUNDLED_DIR.is_dir():
+        raise UserError("MNIST ships with the source tree, not the wheel: train from a clone "
+                        "(pip install -e '.[train]') or pass --data-dir with the four MNIST IDX files")
     folder = Path(data_dir) if data_dir is not None else BUNDLED_DIR
     if not folder.is_dir():
         raise UserError(f"data dir {folder} is not a folder")
