@@ -1,8 +1,7 @@
 """The install resolves on every platform: onnxruntime-gpu where its wheels exist, onnxruntime elsewhere."""
 
-import tomllib
-
 import pytest
+import tomllib
 from conftest import REPO
 from packaging.requirements import Requirement
 

@@ -26,7 +26,8 @@ def test_triton_repository_matches_the_onnx_file(models, tmp_path, conditional):
 
     session = ort.InferenceSession(str(folder / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
     triton_type = {v: k for k, v in model_config_pb2.DataType.items()}
-    for declared, actual in [*zip(config.input, session.get_inputs()), *zip(config.output, session.get_outputs())]:
+    for declared, actual in [*zip(config.input, session.get_inputs(), strict=True),
+                             *zip(config.output, session.get_outputs(), strict=True)]:
         assert declared.name == actual.name
         assert triton_type[declared.data_type] == ONNX_TO_TRITON[actual.type]
         per_item = actual.shape[1:]  # Triton's dims leave out the batch axis
