@@ -9,8 +9,8 @@ phases back into an image costs more than it saves; so the phases stay apart, an
   1. a 1x1 conv gives each phase pixel its 16 kernel-tap contributions,
   2. a fixed 0/1 3x3 conv adds up, for each of the 4x4 output phases, the four that land on it,
   3. DepthToSpace(4) lays the 16 phases out as the image.
-Same function as the trained G (the exporter's parity check proves it on every export), about
-1.5x faster in onnxruntime (benchmarks/infer_speed.py). Earlier layers stay as they are.
+Same function as the trained G (the exporter's parity check proves it on every export), and faster
+in onnxruntime (benchmarks/infer_speed.py, docs/performance.md). Earlier layers stay as they are.
 """
 
 from __future__ import annotations

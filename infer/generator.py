@@ -40,8 +40,7 @@ def session_options(threads: int | None):
 
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    # onnxruntime's default (one thread per core) unless asked: measured 1.6x faster than one thread
-    # at batch 64 on the 2-core machine (see README, Performance).
+    # onnxruntime's default (one thread per core) unless asked: faster than one thread (docs/performance.md).
     if threads is not None:
         opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1

@@ -6,9 +6,8 @@ Two sizes:
   so an unconditional 64x64 generator has the same state_dict keys as that example's `netG`.
 
 Conditioning (num_classes > 0): G concatenates a label embedding to z; D sees the label as
-one-hot maps stacked onto the image (Mirza & Osindero 2014). Measured against a projection
-discriminator (Miyato & Koyama 2018) over one epoch: with projection G soon ignored z and drew one
-image per digit (within-digit diversity 0.19 of real), with label maps it did not (0.70).
+one-hot maps stacked onto the image (Mirza & Osindero 2014): with a projection discriminator
+(Miyato & Koyama 2018) G soon ignored z and drew one image per digit (docs/experiments.md).
 D returns logits; the loss is BCEWithLogitsLoss.
 """
 
@@ -54,7 +53,7 @@ class ModelConfig:
 class LatentProjection(nn.ConvTranspose2d):
     """G's first layer: a transposed conv on a 1x1 input, computed as the one matmul it is.
 
-    As a conv kernel it took 19.6 ms of a CPU step, as a matmul 1.3 ms (docs/performance.md). It stays
+    The conv kernel is many times slower than the matmul on CPU (docs/performance.md). It stays
     a ConvTranspose2d (same weight layout, `main.0.weight` key, init and pytorch/examples compatibility);
     only the arithmetic differs. Input [N, C_in] (or pytorch/examples' [N, C_in, 1, 1]) -> [N, C_out, k, k].
     """

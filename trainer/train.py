@@ -149,12 +149,12 @@ class Trainer:
         for model in (self.generator, self.discriminator):
             model.to(self.device, memory_format=torch.channels_last)
         # ...except G's first layer, which runs as a matmul: a channels_last weight would be copied
-        # back to row-major three times a step (measured 8.5 ms of a 150 ms step on a 2-core EPYC).
+        # back to row-major three times a step (docs/performance.md).
         first = self.generator.parts.first
         first.weight.data = first.weight.data.contiguous()
         # The averaged G (--ema) is what gets evaluated, sampled and exported; G itself keeps training.
         self.generator_ema = copy.deepcopy(self.generator).requires_grad_(False) if cfg.ema else None
-        # fused Adam: one kernel per parameter group instead of a dozen per tensor (step 92 -> 85 ms on CPU)
+        # fused Adam: one kernel per parameter group instead of a dozen per tensor
         betas = (cfg.beta1, cfg.beta2)
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=cfg.lr_g, betas=betas, fused=True)
         self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=cfg.lr_d, betas=betas, fused=True)
