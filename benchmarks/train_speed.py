@@ -25,8 +25,11 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from trainer.config import TrainConfig  # noqa: E402
-from trainer.data import BUNDLED_DIR  # noqa: E402
-from trainer.model import build_models  # noqa: E402
+from trainer.data import BUNDLED_MNIST  # noqa: E402
+from trainer.model import (
+    ModelConfig,  # noqa: E402
+    build_models,  # noqa: E402
+)
 from trainer.monitor import RunningMetrics  # noqa: E402
 from trainer.train import Trainer  # noqa: E402
 
@@ -40,14 +43,14 @@ def reference_images_per_s(steps: int, batch_size: int, device: torch.device) ->
     with tempfile.TemporaryDirectory() as root:
         raw = Path(root) / "MNIST" / "raw"
         raw.mkdir(parents=True)
-        for gz in BUNDLED_DIR.glob("*.gz"):  # torchvision checks all four files
+        for gz in BUNDLED_MNIST.glob("*.gz"):  # torchvision checks all four files
             (raw / gz.name.removesuffix(".gz")).write_bytes(gzip.decompress(gz.read_bytes()))
         dataset = MNIST(root, train=True, download=False,
                         transform=T.Compose([T.ToTensor(), T.Normalize((0.5,), (0.5,))]))
         loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=2,
                                              drop_last=True)
         torch.manual_seed(0)
-        net_g, net_d = build_models(TrainConfig().model_config())
+        net_g, net_d = build_models(ModelConfig())  # the project's default G and D
         net_g, net_d = net_g.to(device), net_d.to(device)
         criterion = nn.BCEWithLogitsLoss()
         opt_d = torch.optim.Adam(net_d.parameters(), lr=2e-4, betas=(0.5, 0.999))

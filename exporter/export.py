@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -84,9 +85,9 @@ def examples_generator(state: dict, path: Path) -> Generator:
     """Rebuild pytorch/examples' 64x64 netG (nz, ngf read off the weights) as our unconditional G."""
     nz, ngf8 = state["main.0.weight"].shape[:2]
     channels = state["main.12.weight"].shape[1]
-    if channels != 1:
-        raise UserError(f"{path}: a pytorch/examples generator with nc={channels}; MNIST generators have nc=1")
-    cfg = ModelConfig(latent_dim=int(nz), image_size=64, num_classes=0, g_width=int(ngf8) // 8)
+    if channels not in (1, 3):
+        raise UserError(f"{path}: a pytorch/examples generator with nc={channels}; only nc=1 (grey) or 3 (RGB)")
+    cfg = ModelConfig(latent_dim=int(nz), image_size=64, num_classes=0, g_width=int(ngf8) // 8, channels=int(channels))
     generator = Generator(cfg)
     try:
         generator.load_state_dict(state)
@@ -128,6 +129,8 @@ def build_metadata(cfg: ModelConfig, info: dict, source_sha256: str, fp16: bool)
         "latent_dim": str(cfg.latent_dim),
         "image_size": str(cfg.image_size),
         "num_classes": str(cfg.num_classes),
+        "channels": str(cfg.channels),
+        "class_names": json.dumps(list(cfg.labels)),
         "labels": f"int64 in [0, {cfg.num_classes})" if cfg.conditional else "none",
         "output_range": "-1,1",
         "architecture": f"dcgan-{cfg.image_size}-{kind}",

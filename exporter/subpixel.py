@@ -5,10 +5,10 @@ A transposed conv with kernel 4, stride 2, padding 1 computes each of the four o
 convolutions, one per phase, with BatchNorm folded into their weights. onnxruntime's CPU
 ConvTranspose (a GEMM per image, then col2im) is much slower than its Conv, and interleaving the
 phases back into an image costs more than it saves; so the phases stay apart, and the output layer
-(also k4 s2 p1, one channel) is computed on them directly:
-  1. a 1x1 conv gives each phase pixel its 16 kernel-tap contributions,
+(also k4 s2 p1, C = 1 or 3 channels) is computed on them directly:
+  1. a 1x1 conv gives each phase pixel its 16 kernel-tap contributions per output channel,
   2. a fixed 0/1 3x3 conv adds up, for each of the 4x4 output phases, the four that land on it,
-  3. DepthToSpace(4) lays the 16 phases out as the image.
+  3. DepthToSpace(4) lays the 16 phases of each channel out as the image.
 Same function as the trained G (the exporter's parity check proves it on every export), and faster
 in onnxruntime (benchmarks/infer_speed.py, docs/performance.md). Earlier layers stay as they are.
 """
@@ -42,13 +42,23 @@ def phase_kernel(weight: torch.Tensor, row: int, col: int) -> torch.Tensor:
     return weight[:, :, taps[row]][:, :, :, taps[col]].transpose(0, 1).contiguous()
 
 
-def phase_sum_kernel() -> torch.Tensor:
-    """The fixed [16, 64, 3, 3] 0/1 kernel that adds tap contributions into the 4x4 output phases.
+def phase_sum_kernel(channels: int = 1) -> torch.Tensor:
+    """The fixed [16 C, 64 C, 3, 3] 0/1 kernel that adds tap contributions into the 4x4 output phases.
 
-    Input channel (s * 16 + k) holds phase s's contribution through kernel tap k; output pixel
-    4m + r of the final layer receives from input phase pixel 2n + s, n = m + d, through tap
-    r + 1 - 2s - 4d (per axis), when that tap is in [0, 4).
+    Input channel (s * 16 C + c * 16 + k) holds phase s's contribution to channel c through kernel
+    tap k; output pixel 4m + r of the final layer receives from input phase pixel 2n + s, n = m + d,
+    through tap r + 1 - 2s - 4d (per axis), when that tap is in [0, 4). Channels never mix.
     """
+    one = _phase_sum_kernel_one_channel()
+    kernel = torch.zeros(16 * channels, 64 * channels, 3, 3)
+    for c in range(channels):
+        for s in range(4):
+            kernel[c * 16 : (c + 1) * 16, s * 16 * channels + c * 16 : s * 16 * channels + (c + 1) * 16] = \
+                one[:, s * 16 : (s + 1) * 16]
+    return kernel
+
+
+def _phase_sum_kernel_one_channel() -> torch.Tensor:
     kernel = torch.zeros(16, 64, 3, 3)
     for r_y in range(4):
         for r_x in range(4):
@@ -72,8 +82,6 @@ class SubPixelGenerator(nn.Module):
         for conv in (up, out):
             if (conv.kernel_size, conv.stride, conv.padding) != ((4, 4), (2, 2), (1, 1)):
                 raise ValueError(f"expected a k4 s2 p1 transposed conv, got {conv}")
-        if out.out_channels != 1:
-            raise ValueError(f"expected a one-channel output layer, got {out}")
         self.generator = generator.eval()
         self.first, self.middle = parts.first, parts.middle
         weight, bias = folded(up, bn)
@@ -81,10 +89,13 @@ class SubPixelGenerator(nn.Module):
         for a, b in self.phases:
             self.register_buffer(f"phase_weight_{a}{b}", phase_kernel(weight, a, b))
         self.register_buffer("phase_bias", bias)
-        out_weight, out_bias = folded(out, None)  # [C, 1, 4, 4]
-        self.register_buffer("tap_weight", out_weight.flatten(1).t()[:, :, None, None].contiguous())  # [16, C, 1, 1]
-        self.register_buffer("sum_weight", phase_sum_kernel())
-        self.register_buffer("out_bias", out_bias.expand(16).contiguous())
+        out_weight, out_bias = folded(out, None)  # [C_in, C, 4, 4]
+        c_in, channels = out_weight.shape[:2]
+        # tap (channel c, kernel position k) -> 1x1 conv output channel c * 16 + k: [16 C, C_in, 1, 1]
+        taps = out_weight.permute(1, 2, 3, 0).reshape(channels * 16, c_in)[:, :, None, None].contiguous()
+        self.register_buffer("tap_weight", taps)
+        self.register_buffer("sum_weight", phase_sum_kernel(channels))
+        self.register_buffer("out_bias", out_bias.repeat_interleave(16).contiguous())
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         x = self.middle(self.first(self.generator.latent(z, labels)))

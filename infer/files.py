@@ -65,19 +65,20 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
 
 
 def to_uint8(images: np.ndarray) -> np.ndarray:
-    """[N, 1, H, W] or [N, H, W] floats in [-1, 1] -> [N, H, W] uint8 (0 = black)."""
+    """[N, C, H, W] (or [N, H, W]) floats in [-1, 1] -> uint8 [N, H, W] for grey, [N, H, W, 3] for RGB."""
     images = np.asarray(images, dtype=np.float32)
     if images.ndim == 4:
-        images = images[:, 0]
+        images = images[:, 0] if images.shape[1] == 1 else images.transpose(0, 2, 3, 1)
     return np.clip(np.rint((images + 1.0) * 127.5), 0, 255).astype(np.uint8)
 
 
 def make_grid(images: np.ndarray, nrow: int, padding: int = 2, pad_value: int = 0) -> np.ndarray:
-    """Tile uint8 images [N, H, W] into one [rows*(H+p)+p, nrow*(W+p)+p] image, row by row."""
-    n, h, w = images.shape
+    """Tile uint8 images [N, H, W] (or RGB [N, H, W, 3]) into one image, `nrow` per row, `padding` apart."""
+    n, h, w = images.shape[:3]
     ncol = max(1, min(nrow, n))
     nrows = -(-n // ncol)
-    grid = np.full((nrows * (h + padding) + padding, ncol * (w + padding) + padding), pad_value, np.uint8)
+    shape = (nrows * (h + padding) + padding, ncol * (w + padding) + padding, *images.shape[3:])
+    grid = np.full(shape, pad_value, np.uint8)
     for i, image in enumerate(images):
         r, c = divmod(i, ncol)
         y, x = padding + r * (h + padding), padding + c * (w + padding)

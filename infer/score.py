@@ -1,7 +1,11 @@
-"""Torch-free scores for a generator, on the features of the project's own MNIST classifier.
+"""Torch-free scores for a generator, on the features of a classifier trained for its data.
+
+The bundled scorer (infer/assets) is the project's MNIST classifier; `python -m trainer.classifier
+--dataset ...` builds one for other data, and `load_scorer(folder)` reads it.
 
 - FID: Frechet distance between Gaussians fitted to classifier features of generated images and of
-  the MNIST test set (matrix square root by eigen-decomposition; numpy only).
+  the real test images (matrix square root by eigen-decomposition; numpy only). Images of another
+  size than the classifier's input are resized to it first (an MNIST model at 32 or 64 px).
 - Inception Score: exp(E[KL(p(y|x) || p(y))]) with the classifier's p(y|x).
 - digit shares, and for conditional models the conditional accuracy (classifier agrees with the label).
 - diversity: within-digit feature spread of generated images over that of real ones (1 = as varied
@@ -20,7 +24,6 @@ ASSETS = Path(__file__).parent / "assets"
 CLASSIFIER = ASSETS / "classifier.onnx"
 STATS = ASSETS / "classifier_stats.npz"
 LOGITS_OUTPUT, FEATURES_OUTPUT = "logits", "features"
-NUM_CLASSES = 10
 
 
 def _spread(features: np.ndarray) -> float:
@@ -29,13 +32,13 @@ def _spread(features: np.ndarray) -> float:
     return float(np.sqrt(2.0 * features.var(axis=0, ddof=1).sum())) if len(features) > 1 else float("nan")
 
 
-def feature_stats(features: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
-    """What generated features are compared with: mean, covariance, per-digit spread of real images."""
+def feature_stats(features: np.ndarray, labels: np.ndarray, num_classes: int) -> dict[str, np.ndarray]:
+    """What generated features are compared with: mean, covariance, per-class spread of real images."""
     features = np.asarray(features, np.float64)
     return {
         "mu": features.mean(axis=0),
         "sigma": np.cov(features, rowvar=False),
-        "real_spread": np.array([_spread(features[labels == d]) for d in range(NUM_CLASSES)]),
+        "real_spread": np.array([_spread(features[labels == d]) for d in range(num_classes)]),
     }
 
 
@@ -61,12 +64,13 @@ def score_features(logits: np.ndarray, features: np.ndarray, labels: np.ndarray 
     kl = (probs * (np.log(probs + 1e-12) - np.log(marginal + 1e-12))).sum(axis=1)
     predicted = probs.argmax(axis=1)
     groups = labels if labels is not None else predicted
-    ratios = [_spread(features[groups == d]) / stats["real_spread"][d] for d in range(NUM_CLASSES)
+    num_classes = len(stats["real_spread"])
+    ratios = [_spread(features[groups == d]) / stats["real_spread"][d] for d in range(num_classes)
               if (groups == d).sum() > 1]
     result = {
         "fid": frechet_distance(features.mean(axis=0), np.cov(features, rowvar=False), stats["mu"], stats["sigma"]),
         "inception_score": float(np.exp(kl.mean())),
-        "digit_share": np.bincount(predicted, minlength=NUM_CLASSES) / len(predicted),
+        "digit_share": np.bincount(predicted, minlength=num_classes) / len(predicted),
         "diversity": float(np.mean(ratios)) if ratios else float("nan"),
     }
     if labels is not None:
@@ -74,20 +78,47 @@ def score_features(logits: np.ndarray, features: np.ndarray, labels: np.ndarray 
     return result
 
 
-def load_scorer():
-    """(classifier session, stats) from the files bundled in the package."""
+def load_scorer(folder: str | Path | None = None):
+    """(classifier session, stats) from `folder` (python -m trainer.classifier --out), else the bundled MNIST one."""
     import onnxruntime as ort
 
-    if not (CLASSIFIER.is_file() and STATS.is_file()):
-        raise UserError(f"the scoring classifier is missing ({CLASSIFIER}); build it with python -m trainer.classifier")
-    with np.load(STATS) as data:
-        stats = {k: data[k] for k in data.files}
-    return ort.InferenceSession(str(CLASSIFIER), providers=["CPUExecutionProvider"]), stats
+    folder = Path(folder) if folder is not None else CLASSIFIER.parent
+    classifier, stats_file = folder / CLASSIFIER.name, folder / STATS.name
+    if not (classifier.is_file() and stats_file.is_file()):
+        raise UserError(f"no scorer in {classifier.parent} ({CLASSIFIER.name} and {STATS.name}); build one with "
+                        "python -m trainer.classifier")
+    try:
+        with np.load(stats_file, allow_pickle=False) as data:
+            stats = {k: data[k] for k in data.files}
+        session = ort.InferenceSession(str(classifier), providers=["CPUExecutionProvider"])
+    except Exception as e:  # noqa: BLE001 - numpy and onnxruntime raise many types for a bad file
+        raise UserError(f"scorer in {classifier.parent} cannot be read ({str(e).splitlines()[0][:120]})") from None
+    return session, stats
+
+
+def scorer_input(session) -> tuple[int, int]:
+    """(channels, size) of the images the classifier reads."""
+    shape = session.get_inputs()[0].shape
+    return int(shape[1]), int(shape[2])
+
+
+def fit_to(images: np.ndarray, size: int) -> np.ndarray:
+    """Resize float images [N, C, H, W] to [N, C, size, size] (Pillow's antialiased bilinear), torch-free."""
+    if images.shape[-1] == size and images.shape[-2] == size:
+        return images
+    from PIL import Image
+
+    out = np.empty((*images.shape[:2], size, size), np.float32)
+    for i, image in enumerate(images):
+        for c, plane in enumerate(image):
+            out[i, c] = np.asarray(Image.fromarray(plane.astype(np.float32)).resize(
+                (size, size), Image.Resampling.BILINEAR))
+    return out
 
 
 def score_generator(generate, latent_dim: int, num_classes: int, stats: dict, session,
                     n: int = 10_000, seed: int = 0, batch_size: int = 500) -> dict:
-    """Score any generator on fixed noise: `generate(z, labels) -> images [N, 1, 28, 28]` (numpy).
+    """Score any generator on fixed noise: `generate(z, labels) -> images [N, C, H, W]` (numpy).
 
     `mnist-gen score` (onnxruntime) and the trainer (torch) both come through here, so for the same
     weights, n and seed they draw the same z and labels and report the same figures.
@@ -106,7 +137,8 @@ def score_generator(generate, latent_dim: int, num_classes: int, stats: dict, se
 
 
 def classify(session, images: np.ndarray, batch_size: int = 1000) -> tuple[np.ndarray, np.ndarray]:
-    """images float32 [N, 1, 28, 28] in [-1, 1] -> (logits, features)."""
+    """images float32 [N, C, H, W] in [-1, 1] (resized to the classifier's input) -> (logits, features)."""
+    images = fit_to(np.asarray(images, np.float32), scorer_input(session)[1])
     outputs = [session.run([LOGITS_OUTPUT, FEATURES_OUTPUT], {"images": images[i : i + batch_size]})
                for i in range(0, len(images), batch_size)]
     return np.concatenate([o[0] for o in outputs]), np.concatenate([o[1] for o in outputs])

@@ -7,7 +7,7 @@ import pytest
 from conftest import assert_one_line_error, python_m
 
 from infer.score import classify, frechet_distance, load_scorer, score_features
-from trainer.data import load_mnist
+from trainer.data import load_dataset
 
 
 def test_frechet_distance_of_known_gaussians():
@@ -20,7 +20,8 @@ def test_frechet_distance_of_known_gaussians():
 def test_real_digits_score_near_the_floor_and_noise_far_worse():
     session, stats = load_scorer()
     assert float(stats["accuracy"]) >= 0.993
-    images, labels = load_mnist("train")
+    data = load_dataset("mnist")
+    images, labels = data.images[..., 0], data.labels
     real = (images[20000:22000, None].astype(np.float32) / 127.5 - 1.0)
     real_scores = score_features(*classify(session, real), labels[20000:22000], stats)
     noise = np.random.default_rng(0).uniform(-1, 1, real.shape).astype(np.float32)

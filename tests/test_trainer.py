@@ -129,7 +129,7 @@ def test_nonfinite_loss_stops_with_a_clear_message(tmp_path):
     [
         (["--epochs", "0"], "epochs must be >= 1"),
         (["--batch-size", "0"], "batch size must be >= 1"),
-        (["--image-size", "32"], "image size must be 28 or 64"),
+        (["--image-size", "48"], "image size must be one of 28, 32, 64"),
         (["--lr-g", "0"], "--lr-g must be > 0"),
         (["--lr-d", "-1"], "--lr-d must be > 0"),
         (["--device", "tpu"], "device 'tpu'"),

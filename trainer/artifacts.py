@@ -59,7 +59,7 @@ def save_real_vs_fake(generator: Generator, real: torch.Tensor, real_labels: tor
     z = torch.randn(len(real), generator.cfg.latent_dim, generator=torch.Generator().manual_seed(7))
     fake = generate(generator, z, real_labels if generator.cfg.conditional else None)
     left, right = make_grid(to_uint8(real.float().numpy()), 8), make_grid(fake, 8)
-    gap = np.full((left.shape[0], 8), 255, np.uint8)
+    gap = np.full((left.shape[0], 8, *left.shape[2:]), 255, np.uint8)
     save_png(path, upscale(np.concatenate([left, gap, right], axis=1), 2))
 
 
@@ -147,7 +147,7 @@ def save_model_summary(generator: nn.Module, discriminator: nn.Module, path: Pat
     device = next(generator.parameters()).device
     z = torch.zeros(2, cfg.latent_dim, device=device)
     labels = torch.zeros(2, dtype=torch.long, device=device) if cfg.conditional else None
-    images = torch.zeros(2, 1, cfg.image_size, cfg.image_size, device=device)
+    images = torch.zeros(2, cfg.channels, cfg.image_size, cfg.image_size, device=device)
     text = model_summary(generator, z, labels) + "\n\n" + model_summary(discriminator, images, labels) + "\n"
     with atomic_path(path) as tmp:
         tmp.write_text(text)

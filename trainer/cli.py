@@ -14,8 +14,8 @@ from .config import TrainConfig
 # On --resume every option defaults to the checkpoint's; these define the model and the optimisation,
 # so giving a different value is an error rather than a silently different run.
 LOCKED_ON_RESUME = (
-    "batch_size", "latent_dim", "image_size", "unconditional", "lr_g", "lr_d", "beta1", "beta2",
-    "real_label", "fake_label", "precision", "seed", "data_dir", "limit", "ema",
+    "batch_size", "latent_dim", "dataset", "image_size", "channels", "unconditional", "lr_g", "lr_d", "beta1",
+    "beta2", "real_label", "fake_label", "precision", "seed", "data_dir", "limit", "ema",
 )
 
 
@@ -23,10 +23,13 @@ def build_parser() -> argparse.ArgumentParser:
     d = TrainConfig()
     p = argparse.ArgumentParser(
         prog="python -m trainer",
-        description="Train a (conditional) DCGAN on MNIST and write generator.pth, checkpoints, samples and plots.",
+        description="Train a (conditional) DCGAN on MNIST (or your data) and write generator.pth, checkpoints, "
+                    "samples and plots.",
         epilog="examples:\n  python -m trainer --epochs 30\n"
                "  python -m trainer --limit 2048 --epochs 1 --out runs/try\n"
-               "  python -m trainer --resume            # continue artifacts/checkpoints/last.pt",
+               "  python -m trainer --resume            # continue artifacts/checkpoints/last.pt\n"
+               "  python -m trainer --dataset fashion-mnist --data-dir data/fashion\n"
+               "  python -m trainer --dataset folder --data-dir photos/ --image-size 64   # one subfolder per class",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         argument_default=argparse.SUPPRESS,  # so we know which options the user gave
     )
@@ -34,7 +37,12 @@ def build_parser() -> argparse.ArgumentParser:
     a("--epochs", type=int, help=f"epochs to train in total (default {d.epochs})")
     a("--batch-size", type=int, help=f"images per step (default {d.batch_size})")
     a("--latent-dim", type=int, help=f"size of the noise vector z (default {d.latent_dim})")
-    a("--image-size", type=int, help="28 (native, default) or 64 (the DCGAN paper's stack)")
+    a("--dataset",
+      help="mnist (bundled, default); fashion-mnist, kmnist or idx (IDX files), cifar10 (binary version) or folder "
+           "(PNG/JPEG, one subfolder per class or flat) read from --data-dir")
+    a("--image-size", type=int, help="28, 32 or 64 (default: the data set's own: 28 for IDX sets, 32 for CIFAR-10, "
+      "64 for folders; 64 is the DCGAN paper's stack)")
+    a("--channels", type=int, help="1 grey or 3 RGB (default: the data's own)")
     a("--unconditional", action="store_true", help="train the classic DCGAN, whose G ignores labels")
     a("--lr-g", type=float, help=f"generator learning rate (default {d.lr_g})")
     a("--lr-d", type=float, help=f"discriminator learning rate (default {d.lr_d})")
@@ -48,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
       help="torch.compile G and D (default off: no gain measured on CPU)")
     a("--seed", type=int, help=f"seed for weights, batches and noise (default {d.seed})")
     a("--out", help=f"output folder (default {d.out})")
-    a("--data-dir", help="read the four MNIST IDX files (gzip or raw) from here instead of the bundled copy")
+    a("--data-dir", help="where the --dataset files are (MNIST: the bundled copy unless given)")
     a("--limit", type=int, help="train on the first N images only (quick tries and tests)")
     a("--resume", nargs="?", const="last", help="continue from OUT/checkpoints/last.pt, or from the given checkpoint")
     a("--save-every", type=int, help=f"also keep checkpoints/epoch_NNN.pt every N epochs (default {d.save_every})")

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 
 from infer.errors import UserError
 
+from .data import DATASETS, Dataset
 from .model import IMAGE_SIZES, ModelConfig
 
 
@@ -14,7 +15,9 @@ class TrainConfig:
     epochs: int = 30
     batch_size: int = 128
     latent_dim: int = 100
-    image_size: int = 28
+    dataset: str = "mnist"
+    image_size: int | None = None  # None: the data set's own (28 MNIST-like, 32 CIFAR-10, 64 folders)
+    channels: int | None = None  # None: the data's own (1 grey, 3 RGB)
     unconditional: bool = False
     lr_g: float = 2e-4
     lr_d: float = 2e-4
@@ -44,8 +47,12 @@ class TrainConfig:
         for name, value in positive.items():
             if value < 1:
                 raise UserError(f"{name} must be >= 1, got {value}")
-        if self.image_size not in IMAGE_SIZES:
-            raise UserError(f"image size must be 28 or 64, got {self.image_size}")
+        if self.image_size is not None and self.image_size not in IMAGE_SIZES:
+            raise UserError(f"image size must be one of {', '.join(map(str, IMAGE_SIZES))}, got {self.image_size}")
+        if self.channels not in (None, 1, 3):
+            raise UserError(f"--channels must be 1 (grey) or 3 (RGB), got {self.channels}")
+        if self.dataset not in DATASETS:
+            raise UserError(f"--dataset must be one of {', '.join(DATASETS)}, got {self.dataset!r}")
         for name, value in {"lr-g": self.lr_g, "lr-d": self.lr_d}.items():
             if not value > 0:
                 raise UserError(f"--{name} must be > 0, got {value}")
@@ -68,9 +75,12 @@ class TrainConfig:
         if self.precision not in ("auto", "fp32", "bf16"):
             raise UserError(f"precision must be auto, fp32 or bf16, got {self.precision}")
 
-    def model_config(self) -> ModelConfig:
-        return ModelConfig(latent_dim=self.latent_dim, image_size=self.image_size,
-                           num_classes=0 if self.unconditional else 10)
+    def model_config(self, data: Dataset) -> ModelConfig:
+        """The model for this data: its size and channels, its classes unless --unconditional."""
+        conditional = data.num_classes > 0 and not self.unconditional
+        return ModelConfig(latent_dim=self.latent_dim, image_size=data.images.shape[1], channels=data.channels,
+                           num_classes=data.num_classes if conditional else 0,
+                           class_names=tuple(data.class_names) if conditional else ())
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 
-from infer.score import load_scorer, score_generator
+from infer.errors import UserError
+from infer.score import load_scorer, score_generator, scorer_input
 
-from .model import Generator, evaluating
+from .model import Generator, ModelConfig, evaluating
 
 
 class Evaluator:
     """Scores G on the noise and labels `mnist-gen score --n N --seed S` uses, so the figures agree."""
 
-    def __init__(self, n: int = 10_000, seed: int = 0, batch_size: int = 500):
+    def __init__(self, model_cfg: ModelConfig, n: int = 10_000, seed: int = 0, batch_size: int = 500,
+                 scorer: Path | None = None):
         self.n, self.seed, self.batch_size = n, seed, batch_size
-        self.session, self.stats = load_scorer()
+        self.session, self.stats = load_scorer(scorer)
+        channels, classes = scorer_input(self.session)[0], len(self.stats["real_spread"])
+        where = scorer or "the bundled MNIST scorer"
+        if channels != model_cfg.channels or (model_cfg.conditional and classes != model_cfg.num_classes):
+            raise UserError(f"{where} reads {channels}-channel images of {classes} classes; this model makes "
+                            f"{model_cfg.channels}-channel images of {model_cfg.num_classes} classes")
 
     @torch.no_grad()
     def __call__(self, generator: Generator) -> dict:

@@ -1,9 +1,11 @@
 """The DCGAN (Radford et al. 2015): one definition, imported by the trainer and the exporter.
 
-Two sizes:
-- 28x28 native (7 -> 14 -> 28), the default: no resizing, a quarter of the compute of 64x64.
+Three sizes:
+- 28x28 native (7 -> 14 -> 28), the default for MNIST-like data: no resizing, a quarter of 64x64's compute.
+- 32x32 (4 -> 8 -> 16 -> 32), CIFAR-10's size.
 - 64x64, the paper's 4 -> 8 -> 16 -> 32 -> 64 stack exactly as pytorch/examples `dcgan` writes it,
   so an unconditional 64x64 generator has the same state_dict keys as that example's `netG`.
+Images have `channels` channels (1 grey, 3 RGB), taken from the data.
 
 Conditioning (num_classes > 0): G concatenates a label embedding to z; D sees the label as
 one-hot maps stacked onto the image (Mirza & Osindero 2014): with a projection discriminator
@@ -21,7 +23,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-IMAGE_SIZES = (28, 64)
+IMAGE_SIZES = (28, 32, 64)
 
 
 @dataclass(frozen=True)
@@ -32,22 +34,35 @@ class ModelConfig:
     g_width: int = 64  # ngf in pytorch/examples
     d_width: int = 64  # ndf in pytorch/examples
     embed_dim: int = 50  # size of G's label embedding
+    channels: int = 1  # 1 grey, 3 RGB
+    class_names: tuple[str, ...] = ()  # one per class; () = "0".."N-1"
 
     def __post_init__(self):
         if self.image_size not in IMAGE_SIZES:
             raise ValueError(f"image size must be one of {IMAGE_SIZES}, got {self.image_size}")
+        if self.channels not in (1, 3):
+            raise ValueError(f"channels must be 1 or 3, got {self.channels}")
+        if self.class_names and len(self.class_names) != self.num_classes:
+            raise ValueError(f"{len(self.class_names)} class names for {self.num_classes} classes")
 
     @property
     def conditional(self) -> bool:
         return self.num_classes > 0
 
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """The name of each class: the data's class names, or "0".."N-1"."""
+        return self.class_names or tuple(str(c) for c in range(self.num_classes))
+
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        d["class_names"] = list(self.class_names)
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelConfig:
         names = cls.__dataclass_fields__.keys()
-        return cls(**{k: int(v) for k, v in d.items() if k in names})
+        return cls(**{k: (tuple(map(str, v)) if k == "class_names" else int(v)) for k, v in d.items() if k in names})
 
 
 class LatentProjection(nn.ConvTranspose2d):
@@ -94,23 +109,27 @@ class Generator(nn.Module):
         c_in = cfg.latent_dim + (cfg.embed_dim if cfg.conditional else 0)
         if cfg.conditional:
             self.label_embedding = nn.Embedding(cfg.num_classes, cfg.embed_dim)
-        first_width, first_kernel = (w * 4, 7) if cfg.image_size == 28 else (w * 8, 4)
+        first_width, first_kernel = {28: (w * 4, 7), 32: (w * 4, 4), 64: (w * 8, 4)}[cfg.image_size]
         first = [LatentProjection(c_in, first_width, first_kernel, bias=False),
                  nn.BatchNorm2d(first_width), nn.ReLU(True)]
-        if cfg.image_size == 28:
-            layers = [*first, *_up(w * 4, w * 2, 4, 2, 1), nn.ConvTranspose2d(w * 2, 1, 4, 2, 1)]
-        else:
+        c = cfg.channels
+        if cfg.image_size == 28:  # 7 -> 14 -> 28
+            layers = [*first, *_up(w * 4, w * 2, 4, 2, 1), nn.ConvTranspose2d(w * 2, c, 4, 2, 1)]
+        elif cfg.image_size == 32:  # 4 -> 8 -> 16 -> 32
+            layers = [*first, *_up(w * 4, w * 2, 4, 2, 1), *_up(w * 2, w, 4, 2, 1),
+                      nn.ConvTranspose2d(w, c, 4, 2, 1, bias=False)]
+        else:  # 4 -> 8 -> 16 -> 32 -> 64
             layers = [
                 *first,
                 *_up(w * 8, w * 4, 4, 2, 1),
                 *_up(w * 4, w * 2, 4, 2, 1),
                 *_up(w * 2, w, 4, 2, 1),
-                nn.ConvTranspose2d(w, 1, 4, 2, 1, bias=False),
+                nn.ConvTranspose2d(w, c, 4, 2, 1, bias=False),
             ]
         self.main = nn.Sequential(*layers, nn.Tanh())
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """z: [N, latent_dim], labels: [N] int64 (ignored when unconditional) -> [N, 1, H, W] in [-1, 1]."""
+        """z: [N, latent_dim], labels: [N] int64 (ignored when unconditional) -> [N, C, H, W] in [-1, 1]."""
         return self.main(self.latent(z, labels))
 
     def latent(self, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
@@ -127,16 +146,19 @@ class Discriminator(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
-        w, c_in = cfg.d_width, 1 + cfg.num_classes  # the image, then one map per class
+        w, c_in = cfg.d_width, cfg.channels + cfg.num_classes  # the image, then one map per class
         if cfg.image_size == 28:  # 28 -> 14 -> 7, then a 7x7 conv to one logit
             layers = [*_down(c_in, w, batchnorm=False), *_down(w, w * 2), nn.Conv2d(w * 2, 1, 7, 1, 0, bias=False)]
+        elif cfg.image_size == 32:  # 32 -> 16 -> 8 -> 4, then a 4x4 conv
+            layers = [*_down(c_in, w, batchnorm=False), *_down(w, w * 2), *_down(w * 2, w * 4),
+                      nn.Conv2d(w * 4, 1, 4, 1, 0, bias=False)]
         else:  # 64 -> 32 -> 16 -> 8 -> 4, then a 4x4 conv
             layers = [*_down(c_in, w, batchnorm=False), *_down(w, w * 2), *_down(w * 2, w * 4), *_down(w * 4, w * 8),
                       nn.Conv2d(w * 8, 1, 4, 1, 0, bias=False)]
         self.main = nn.Sequential(*layers)
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """images: [N, 1, H, W] in [-1, 1] -> logits [N]."""
+        """images: [N, C, H, W] in [-1, 1] -> logits [N]."""
         if self.cfg.conditional:
             n, _, h, w = images.shape
             maps = nn.functional.one_hot(labels, self.cfg.num_classes).to(images.dtype)

@@ -12,11 +12,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
 from infer.errors import UserError
 from infer.files import atomic_path, remove_stale_temporaries
+from infer.score import CLASSIFIER
 
 from . import __version__, artifacts
 from .checkpoint import (
@@ -28,7 +30,7 @@ from .checkpoint import (
     save_atomic,
 )
 from .config import TrainConfig
-from .data import InMemoryBatches, load_mnist, to_training_tensor
+from .data import InMemoryBatches, load_dataset, to_float
 from .model import Discriminator, Generator, ModelConfig, build_models
 from .monitor import RED, Health, RunningMetrics, within_class_spread
 
@@ -127,15 +129,21 @@ class Trainer:
         self.device = resolve_device(cfg.device)
         self.precision = resolve_precision(cfg.precision, self.device)
         self.use_compile = cfg.compile  # no gain measured on CPU (docs/performance.md): opt-in
-        self.model_cfg = cfg.model_config()
         self.stop_signal: int | None = None
 
         # Everything that can be refused is checked before any file is touched or any model built.
-        images, labels = load_mnist("train", cfg.data_dir)
+        data = load_dataset(cfg.dataset, "train", cfg.data_dir, cfg.image_size, cfg.channels)
+        for note in data.notes:
+            print(f"note: {note}", file=sys.stderr)
         if cfg.limit is not None:
-            images, labels = images[: cfg.limit], labels[: cfg.limit]
-        if cfg.batch_size > len(images):
-            raise UserError(f"--batch-size {cfg.batch_size} is larger than the training set ({len(images)} images)")
+            data = data.take(cfg.limit)
+        if cfg.batch_size > len(data.images):
+            raise UserError(f"--batch-size {cfg.batch_size} is larger than the training set "
+                            f"({len(data.images)} images)")
+        if data.labels is None and not cfg.unconditional:
+            print("note: the data has no classes (a flat folder): training an unconditional model", file=sys.stderr)
+        cfg.image_size, cfg.channels = data.images.shape[1], data.channels  # what the run really uses, recorded
+        self.model_cfg = cfg.model_config(data)
         check_model_fits(self.model_cfg, self.device)
         self._prepare_out()
 
@@ -161,16 +169,24 @@ class Trainer:
         self.noise = torch.Generator(self.device).manual_seed(cfg.seed)
         self.state = RunState()
 
-        x = to_training_tensor(images, cfg.image_size, self.device).contiguous(memory_format=torch.channels_last)
-        y = torch.from_numpy(labels.astype("int64")).to(self.device)
+        x = torch.from_numpy(data.images.copy()).to(self.device)  # uint8, converted per batch
+        y = torch.from_numpy(data.labels if data.labels is not None else np.zeros(len(x), np.int64)).to(self.device)
         self.batches = InMemoryBatches(x, y, cfg.batch_size, cfg.seed)
 
-        # FID needs the scoring classifier, which reads 28x28 digits.
+        # FID needs a scorer for this data: OUT/scorer (python -m trainer.classifier), or the bundled MNIST one.
         self.evaluator = None
-        if cfg.eval_every and cfg.image_size == 28:
+        if cfg.eval_every:
             from .evaluate import Evaluator
 
-            self.evaluator = Evaluator(cfg.eval_samples)
+            own = self.out / "scorer"
+            if (own / CLASSIFIER.name).is_file():
+                self.evaluator = Evaluator(self.model_cfg, cfg.eval_samples, scorer=own)
+            elif cfg.dataset == "mnist" and cfg.channels == 1:
+                self.evaluator = Evaluator(self.model_cfg, cfg.eval_samples)
+            else:
+                print(f"note: no scorer for {cfg.dataset} data, so no FID or best-epoch selection; build one with "
+                      f"python -m trainer.classifier --dataset {cfg.dataset} --data-dir DIR --out {own}",
+                      file=sys.stderr)
 
         g, d = self.generator, self.discriminator
         self.g_step, self.d_forward = (torch.compile(g), torch.compile(d)) if self.use_compile else (g, d)
@@ -409,8 +425,8 @@ class Trainer:
         if last["health"] == RED:
             print(f"warning: training looks unhealthy: {last['health_reason']}", file=sys.stderr)
         if scores is not None and scores["diversity"] < 0.3:
-            print(f"warning: training looks unhealthy (red): within-digit diversity {scores['diversity']:.2f} of real; "
-                  "G is drawing near-identical images per digit", file=sys.stderr)
+            print(f"warning: training looks unhealthy (red): within-class diversity {scores['diversity']:.2f} of real; "
+                  "G is drawing near-identical images per class", file=sys.stderr)
 
     @torch.no_grad()
     def _update_ema(self) -> None:
@@ -481,7 +497,8 @@ class Trainer:
                   "--keep last for the final epoch's", file=sys.stderr)
         save_atomic(generator_file(generator, epochs), out / "generator.pth")
         save_atomic(discriminator_file(self.discriminator, epochs), out / "discriminator.pth")
-        real, labels = self.batches.images, self.batches.labels
+        spread = torch.linspace(0, len(self.batches.images) - 1, min(64, len(self.batches.images))).long()
+        real, labels = to_float(self.batches.images[spread]), self.batches.labels[spread]  # every class, not the first
         artifacts.save_real_vs_fake(generator, real, labels, out / "real_vs_fake.png")
         artifacts.save_interpolation(generator, out / "interpolation.png")
 
