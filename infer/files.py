@@ -76,12 +76,20 @@ def upscale(image: np.ndarray, scale: int) -> np.ndarray:
     return image if scale == 1 else image.repeat(scale, axis=0).repeat(scale, axis=1)
 
 
-def save_png(path: str | os.PathLike, image: np.ndarray) -> None:
-    """Write a uint8 grayscale image as PNG, atomically. Same pixels -> same bytes."""
+def encode_png(image: np.ndarray) -> bytes:
+    """A uint8 grayscale image as PNG bytes. Same pixels -> same bytes (a file, an HTTP response)."""
+    import io
+
     from PIL import Image
 
-    with atomic_path(path) as tmp:
-        Image.fromarray(image).save(tmp, format="PNG")
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def save_png(path: str | os.PathLike, image: np.ndarray) -> None:
+    """Write a uint8 grayscale image as PNG, atomically."""
+    write_bytes_atomic(path, encode_png(image))
 
 
 def save_gif(path: str | os.PathLike, frames: list[np.ndarray], duration_ms: int = 300) -> None:
