@@ -85,10 +85,10 @@ def parse_digits(text: str | None) -> list[int] | None:
 
 
 def pick_seed(seed: int | None) -> int:
-    import secrets
+    from .images import random_seed
 
     if seed is None:
-        seed = secrets.randbelow(2**31)
+        seed = random_seed()
         note(f"seed: {seed} (pass --seed {seed} to reproduce)")
     elif seed < 0:
         raise UserError(f"--seed must be >= 0, got {seed}")
@@ -337,3 +337,37 @@ def _score(model, n, seed, as_json, batch_size, provider) -> None:
     shares = " ".join(f"{d}:{s:.1%}" for d, s in enumerate(result["digit_share"]))
     print(f"digit shares: {shares}")
     print(f"({n} generated images, seed {seed}; real: 10,000 MNIST training images against the test set)")
+
+
+@app.command()
+def serve(
+    model: ModelOpt = None,
+    host: Annotated[
+        str, typer.Option("--host", help="address to listen on; 0.0.0.0 makes the page reachable from the network")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="TCP port (0: any free port, printed)")] = 8000,
+    provider: ProviderOpt = "auto",
+) -> None:
+    """A web page and HTTP API for the generator, until Ctrl-C (needs pip install "mnist-gen[serve]").
+
+    The page draws grids and latent walks; the API is /api/generate, /api/interpolate, /api/info, /healthz
+    (schema at /openapi.json). Example: mnist-gen serve --port 8000, then open http://127.0.0.1:8000/
+    """
+    try:
+        _serve(model, host, port, provider)
+    except UserError as e:
+        raise fail(e) from None
+
+
+def _serve(model, host, port, provider) -> None:
+    import importlib.util
+
+    missing = [name for name in ("fastapi", "uvicorn") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise UserError(f"mnist-gen serve needs {' and '.join(missing)}, which the base install leaves out: "
+                        "pip install \"mnist-gen[serve]\" (from a clone: pip install \".[serve]\")")
+    from .serve import listen
+    from .serve import serve as run_server
+
+    sock = listen(host, port)  # a port in use fails before the model loads
+    run_server(load(model, provider), sock)

@@ -92,10 +92,18 @@ def save_png(path: str | os.PathLike, image: np.ndarray) -> None:
     write_bytes_atomic(path, encode_png(image))
 
 
-def save_gif(path: str | os.PathLike, frames: list[np.ndarray], duration_ms: int = 300) -> None:
-    """Write uint8 grayscale frames as a looping animated GIF, atomically."""
+def encode_gif(frames: list[np.ndarray], duration_ms: int = 300) -> bytes:
+    """uint8 grayscale frames as the bytes of a looping animated GIF."""
+    import io
+
     from PIL import Image
 
     pictures = [Image.fromarray(f) for f in frames]
-    with atomic_path(path) as tmp:
-        pictures[0].save(tmp, format="GIF", save_all=True, append_images=pictures[1:], duration=duration_ms, loop=0)
+    buffer = io.BytesIO()
+    pictures[0].save(buffer, format="GIF", save_all=True, append_images=pictures[1:], duration=duration_ms, loop=0)
+    return buffer.getvalue()
+
+
+def save_gif(path: str | os.PathLike, frames: list[np.ndarray], duration_ms: int = 300) -> None:
+    """Write uint8 grayscale frames as a looping animated GIF, atomically."""
+    write_bytes_atomic(path, encode_gif(frames, duration_ms))

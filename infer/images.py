@@ -22,6 +22,13 @@ MAX_PIXELS = MAX_SIDE * MAX_SIDE
 PADDING = 2  # pixels between grid cells, before upscaling
 
 
+def random_seed() -> int:
+    """A fresh seed for a request that gave none (it is shown, so the picture can be drawn again)."""
+    import secrets
+
+    return secrets.randbelow(2**31)
+
+
 def check_pixels(height: int, width: int) -> None:
     """Refuse, before any work, a picture too large to hold in memory."""
     if height * width > MAX_PIXELS:
