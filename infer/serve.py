@@ -190,6 +190,7 @@ def listen(host: str, port: int) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
+        sock.listen(128)  # from here on connections wait in the backlog until uvicorn accepts them
     except OSError as e:
         sock.close()
         if e.errno == errno.EADDRINUSE:
