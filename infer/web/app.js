@@ -51,7 +51,7 @@ async function loadCard() {
     for (const id of ["digit", "walk-digit", "walk-to"]) $(id).append(new Option(String(d), String(d)));
   }
   if (!info.num_classes) {  // an unconditional model draws no chosen digit
-    for (const id of ["digit", "walk-digit", "walk-to"]) $(id).closest("label").hidden = true;
+    for (const id of ["digit", "walk-digit", "walk-to"]) $(id).closest(".field").hidden = true;
   }
 }
 
