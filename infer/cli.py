@@ -348,7 +348,7 @@ def serve(
     port: Annotated[int, typer.Option("--port", help="TCP port (0: any free port, printed)")] = 8000,
     provider: ProviderOpt = "auto",
 ) -> None:
-    """A web page and HTTP API for the generator, until Ctrl-C (needs pip install "mnist-gen[serve]").
+    """A web page and HTTP API for the generator, until Ctrl-C (needs pip install "mnist-gen\\[serve]").
 
     The page draws grids and latent walks; the API is /api/generate, /api/interpolate, /api/info, /healthz
     (schema at /openapi.json). Example: mnist-gen serve --port 8000, then open http://127.0.0.1:8000/

@@ -219,3 +219,8 @@ def test_serve_bad_input_is_one_line(cond_onnx, tmp_path):
         result = python_m("infer", "serve", *args, cwd=tmp_path, timeout=60)
         assert_one_line_error(result)
         assert result.returncode == 2 and message in result.stderr, (args, result.stderr)
+
+
+def test_serve_help_names_the_extra():
+    result = python_m("infer", "serve", "--help")
+    assert result.returncode == 0 and 'pip install "mnist-gen[serve]"' in " ".join(result.stdout.split())
