@@ -32,7 +32,8 @@ ModelOpt = Annotated[
 ]
 ProviderOpt = Annotated[str, typer.Option("--provider", help="auto (CUDA if usable, else CPU), cpu or cuda")]
 SeedOpt = Annotated[int | None, typer.Option("--seed", help="noise seed (default: drawn at random and printed)")]
-ScaleOpt = Annotated[int, typer.Option("--scale", help="nearest-neighbour upscaling factor for viewing")]
+ScaleOpt = Annotated[int, typer.Option(
+    "--scale", help="nearest-neighbour upscaling factor for viewing (a picture is capped at 8192x8192 pixels)")]
 
 
 def note(message: str) -> None:
@@ -84,10 +85,10 @@ def parse_digits(text: str | None) -> list[int] | None:
 
 
 def pick_seed(seed: int | None) -> int:
-    import secrets
+    from .images import random_seed
 
     if seed is None:
-        seed = secrets.randbelow(2**31)
+        seed = random_seed()
         note(f"seed: {seed} (pass --seed {seed} to reproduce)")
     elif seed < 0:
         raise UserError(f"--seed must be >= 0, got {seed}")
@@ -147,7 +148,8 @@ def infer(
 def _infer(n, out, out_dir, model, digit, seed, nrow, scale, batch_size, provider) -> None:
     import numpy as np
 
-    from .files import make_grid, save_png, to_uint8, upscale
+    from .files import save_png, upscale
+    from .images import assemble, draw, plan_grid
 
     check_positive(n=n, nrow=nrow, scale=scale, batch_size=batch_size)
     digits = parse_digits(digit)
@@ -163,32 +165,19 @@ def _infer(n, out, out_dir, model, digit, seed, nrow, scale, batch_size, provide
         check_writable(out_dir / "x.png", "--out-dir")
 
     generator = load(model, provider)
-    labels = None
-    if generator.conditional:
-        cycle = digits if digits is not None else list(range(generator.num_classes))
-        generator.check_labels(cycle)
-        labels = np.asarray(cycle, dtype=np.int64)[np.arange(n) % len(cycle)]
-        nrow = nrow or (len(cycle) if len(cycle) > 1 and n >= len(cycle) else None)
-    elif digits is not None:
-        generator.check_labels(digits)
-    nrow = nrow or max(1, int(np.ceil(np.sqrt(n))))
-    rng = np.random.default_rng(pick_seed(seed))
-
-    size = generator.image_size
-    tiles = np.empty((n, size, size), np.uint8) if out is not None else None
-    for start in range(0, n, batch_size):
-        count = min(batch_size, n - start)
-        z = rng.standard_normal((count, generator.latent_dim), dtype=np.float32)
-        images = to_uint8(generator.run(z, None if labels is None else labels[start : start + count]))
+    grid = plan_grid(generator, n, digits, nrow, scale)
+    grid.check_size(whole_grid=out is not None)
+    tiles = np.empty((n, generator.image_size, generator.image_size), np.uint8) if out is not None else None
+    for start, images in draw(generator, grid, pick_seed(seed), batch_size):
         if tiles is not None:
-            tiles[start : start + count] = images
+            tiles[start : start + len(images)] = images
         if out_dir is not None:
             for i, image in enumerate(images, start):
-                name = f"{i:06d}_digit{labels[i]}.png" if labels is not None else f"{i:06d}.png"
+                name = f"{i:06d}_digit{grid.labels[i]}.png" if grid.labels is not None else f"{i:06d}.png"
                 save_png(out_dir / name, upscale(image, scale))
     if out is not None:
-        save_png(out, upscale(make_grid(tiles, nrow), scale))
-        print(f"wrote {out} ({n} digits, {nrow} per row)")
+        save_png(out, assemble(grid, tiles))
+        print(f"wrote {out} ({n} digits, {grid.nrow} per row)")
     if out_dir is not None:
         print(f"wrote {n} PNGs to {out_dir}")
 
@@ -217,10 +206,8 @@ def interpolate(
 
 
 def _interpolate(digit, to, steps, out, model, seed, scale, provider) -> None:
-    import numpy as np
-
-    from .files import make_grid, save_gif, save_png, to_uint8, upscale
-    from .latent import slerp
+    from .files import save_gif, save_png
+    from .images import render_walk, walk_strip
 
     check_positive(steps=steps, scale=scale)
     if steps < 2:
@@ -229,26 +216,11 @@ def _interpolate(digit, to, steps, out, model, seed, scale, provider) -> None:
         raise UserError(f"--out {out}: use a .png (strip) or .gif (animation) file name")
     check_writable(out, "--out")
     generator = load(model, provider)
-    if generator.conditional:
-        start = 0 if digit is None else digit
-        generator.check_labels([start] + ([] if to is None else [to]))
-    elif digit is not None or to is not None:
-        generator.check_labels([digit if digit is not None else to])
-    rng = np.random.default_rng(pick_seed(seed))
-    ends = rng.standard_normal((2, generator.latent_dim), dtype=np.float32)
-    z = slerp(ends[0], ends[1], steps)
-    if generator.conditional:
-        images = generator.run(z, np.full(steps, start, np.int64))
-        if to is not None:  # labels are discrete in the graph: blend the two digits' images along the walk
-            t = np.linspace(0.0, 1.0, steps, dtype=np.float32)[:, None, None, None]
-            images = (1 - t) * images + t * generator.run(z, np.full(steps, to, np.int64))
-    else:
-        images = generator.run(z)
-    frames = [upscale(image, scale) for image in to_uint8(images)]
+    frames = render_walk(generator, pick_seed(seed), steps, digit, to, scale=scale)
     if out.suffix.lower() == ".gif":
         save_gif(out, frames + frames[-2:0:-1], duration_ms=120)  # there and back again
     else:
-        save_png(out, make_grid(np.stack(frames), steps, padding=2 * scale))
+        save_png(out, walk_strip(frames, scale))
     print(f"wrote {out} ({steps} steps)")
 
 
@@ -365,3 +337,37 @@ def _score(model, n, seed, as_json, batch_size, provider) -> None:
     shares = " ".join(f"{d}:{s:.1%}" for d, s in enumerate(result["digit_share"]))
     print(f"digit shares: {shares}")
     print(f"({n} generated images, seed {seed}; real: 10,000 MNIST training images against the test set)")
+
+
+@app.command()
+def serve(
+    model: ModelOpt = None,
+    host: Annotated[
+        str, typer.Option("--host", help="address to listen on; 0.0.0.0 makes the page reachable from the network")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="TCP port (0: any free port, printed)")] = 8000,
+    provider: ProviderOpt = "auto",
+) -> None:
+    """A web page and HTTP API for the generator, until Ctrl-C (needs pip install "mnist-gen\\[serve]").
+
+    The page draws grids and latent walks; the API is /api/generate, /api/interpolate, /api/info, /healthz
+    (schema at /openapi.json). Example: mnist-gen serve --port 8000, then open http://127.0.0.1:8000/
+    """
+    try:
+        _serve(model, host, port, provider)
+    except UserError as e:
+        raise fail(e) from None
+
+
+def _serve(model, host, port, provider) -> None:
+    import importlib.util
+
+    missing = [name for name in ("fastapi", "uvicorn") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise UserError(f"mnist-gen serve needs {' and '.join(missing)}, which the base install leaves out: "
+                        "pip install \"mnist-gen[serve]\" (from a clone: pip install \".[serve]\")")
+    from .serve import listen
+    from .serve import serve as run_server
+
+    sock = listen(host, port)  # a port in use fails before the model loads
+    run_server(load(model, provider), sock)

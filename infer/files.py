@@ -91,18 +91,34 @@ def upscale(image: np.ndarray, scale: int) -> np.ndarray:
     return image if scale == 1 else image.repeat(scale, axis=0).repeat(scale, axis=1)
 
 
-def save_png(path: str | os.PathLike, image: np.ndarray) -> None:
-    """Write a uint8 grayscale image as PNG, atomically. Same pixels -> same bytes."""
+def encode_png(image: np.ndarray) -> bytes:
+    """A uint8 grayscale image as PNG bytes. Same pixels -> same bytes (a file, an HTTP response)."""
+    import io
+
     from PIL import Image
 
-    with atomic_path(path) as tmp:
-        Image.fromarray(image).save(tmp, format="PNG")
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def save_png(path: str | os.PathLike, image: np.ndarray) -> None:
+    """Write a uint8 grayscale image as PNG, atomically."""
+    write_bytes_atomic(path, encode_png(image))
+
+
+def encode_gif(frames: list[np.ndarray], duration_ms: int = 300) -> bytes:
+    """uint8 grayscale frames as the bytes of a looping animated GIF."""
+    import io
+
+    from PIL import Image
+
+    pictures = [Image.fromarray(f) for f in frames]
+    buffer = io.BytesIO()
+    pictures[0].save(buffer, format="GIF", save_all=True, append_images=pictures[1:], duration=duration_ms, loop=0)
+    return buffer.getvalue()
 
 
 def save_gif(path: str | os.PathLike, frames: list[np.ndarray], duration_ms: int = 300) -> None:
     """Write uint8 grayscale frames as a looping animated GIF, atomically."""
-    from PIL import Image
-
-    pictures = [Image.fromarray(f) for f in frames]
-    with atomic_path(path) as tmp:
-        pictures[0].save(tmp, format="GIF", save_all=True, append_images=pictures[1:], duration=duration_ms, loop=0)
+    write_bytes_atomic(path, encode_gif(frames, duration_ms))

@@ -139,12 +139,13 @@ class OnnxGenerator:
         if inputs["z"].shape[-1] != self.latent_dim:
             raise UserError(f"model {self.path}: z has size {inputs['z'].shape[-1]}, metadata says {self.latent_dim}")
 
-    def check_labels(self, labels: list[int]) -> None:
+    def check_labels(self, labels: list[int], name: str = "--digit") -> None:
+        """`name` is how the caller's user spells the option: --digit on the command line, digit over HTTP."""
         if not self.conditional:
-            raise UserError("--digit: this model is unconditional; it cannot draw a chosen digit")
+            raise UserError(f"{name}: this model is unconditional; it cannot draw a chosen digit")
         bad = [d for d in labels if not 0 <= d < self.num_classes]
         if bad:
-            raise UserError(f"--digit {bad[0]}: digits must be in 0..{self.num_classes - 1}")
+            raise UserError(f"{name} {bad[0]}: digits must be in 0..{self.num_classes - 1}")
 
     def run(self, z: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
         """One batch: z float32 [N, latent_dim] (+ labels int64 [N]) -> images float32 [N, 1, H, W]."""
@@ -156,8 +157,16 @@ class OnnxGenerator:
             feeds["labels"] = labels
         return self.session.run(["images"], feeds)[0]
 
-    def generate(self, z: np.ndarray, labels: np.ndarray | None, batch_size: int):
-        """Yield (start index, images) batch by batch: memory stays bounded for any N."""
-        for start in range(0, len(z), batch_size):
-            stop = start + batch_size
-            yield start, self.run(z[start:stop], None if labels is None else labels[start:stop])
+
+def generate_batches(generate, latent_dim: int, n: int, seed: int, labels: np.ndarray | None, batch_size: int):
+    """Yield (start, images) for n images, batch by batch, so memory stays bounded for any n.
+
+    The one generation loop of the project: `mnist-gen infer`, `mnist-gen serve` and scoring (the trainer's
+    torch G included) all draw z here, in this order, so the same seed gives the same noise whatever the
+    batch size. `generate(z, labels) -> images` is any generator: OnnxGenerator.run or a torch callable.
+    """
+    rng = np.random.default_rng(seed)
+    for start in range(0, n, batch_size):
+        count = min(batch_size, n - start)
+        z = rng.standard_normal((count, latent_dim), dtype=np.float32)
+        yield start, generate(z, None if labels is None else labels[start : start + count])

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import UserError
+from .generator import generate_batches
 
 ASSETS = Path(__file__).parent / "assets"
 CLASSIFIER = ASSETS / "classifier.onnx"
@@ -123,13 +124,9 @@ def score_generator(generate, latent_dim: int, num_classes: int, stats: dict, se
     `mnist-gen score` (onnxruntime) and the trainer (torch) both come through here, so for the same
     weights, n and seed they draw the same z and labels and report the same figures.
     """
-    rng = np.random.default_rng(seed)
     labels = np.arange(n, dtype=np.int64) % num_classes if num_classes else None
     logits, features = [], []
-    for start in range(0, n, batch_size):
-        count = min(batch_size, n - start)
-        z = rng.standard_normal((count, latent_dim), dtype=np.float32)
-        images = generate(z, None if labels is None else labels[start : start + count])
+    for _, images in generate_batches(generate, latent_dim, n, seed, labels, batch_size):
         batch_logits, batch_features = classify(session, images)
         logits.append(batch_logits)
         features.append(batch_features)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import select
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -76,3 +79,38 @@ def cond_onnx(models) -> Path:
 @pytest.fixture(scope="session")
 def uncond_onnx(models) -> Path:
     return models[28, False][1]
+
+
+@contextlib.contextmanager
+def served(*command: str, cwd: Path | None = None, timeout: float = 60):
+    """Start a real `mnist-gen serve --port 0 ...` process, yield (process, its URL), then stop it with SIGTERM.
+
+    The server prints `serving URL` on stdout once it listens; port 0 lets the system pick a free port.
+    """
+    process = subprocess.Popen(list(command), cwd=cwd or REPO, env=ENV, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        ready, _, _ = select.select([process.stdout], [], [], timeout)
+        line = process.stdout.readline() if ready else ""
+        assert line.startswith("serving http://"), f"no URL printed: {line!r} {process.poll()} {process.stderr.read()}"
+        yield process, line.split()[1]
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def http_get(url: str, timeout: float = 60) -> tuple[int, dict, bytes]:
+    """(status, headers with lower-case names, body) of a GET, errors included."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status, {k.lower(): v for k, v in response.headers.items()}, response.read()
+    except urllib.error.HTTPError as e:
+        return e.code, {k.lower(): v for k, v in e.headers.items()}, e.read()

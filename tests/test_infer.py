@@ -106,9 +106,25 @@ def test_bench(uncond_onnx):
 
 
 def test_version_and_help():
+    from infer.images import MAX_SIDE
+
     assert mnist_gen("--version").stdout.startswith("mnist-gen ")
     result = mnist_gen("infer", "--help")
     assert result.returncode == 0 and "--digit" in result.stdout and "Examples" in result.stdout
+    assert f"{MAX_SIDE}x{MAX_SIDE}" in " ".join(result.stdout.split())  # the size cap, as enforced
+
+
+def test_walk_between_two_seeds_joins_their_first_images(cond_onnx):
+    """A walk from seed a to seed b starts and ends on the first digit of each seed's grid."""
+    from infer.generator import OnnxGenerator
+    from infer.images import plan_grid, render_grid, render_walk
+
+    generator = OnnxGenerator.load(cond_onnx, "cpu")
+    frames = render_walk(generator, seed=5, steps=4, digit=3, to_seed=9)
+    for seed, frame in [(5, frames[0]), (9, frames[-1])]:
+        first = render_grid(generator, plan_grid(generator, 1, [3]), seed)[2:-2, 2:-2]  # one cell, no padding
+        assert np.array_equal(frame, first)
+    assert not np.array_equal(frames[1], frames[0])
 
 
 def _bad(tmp_path, cond_onnx, uncond_onnx):
@@ -139,6 +155,9 @@ def _bad(tmp_path, cond_onnx, uncond_onnx):
         (["infer", "--model", str(classifier)], "not an mnist-gen generator"),
         (["infer", *c, "--out", str(blocker / "g.png")], "cannot create"),
         (["infer", *c, "--n", "20000"], "at most"),
+        (["infer", *c, "--n", "64", "--scale", "1000"], "over the cap of 67,108,864 (8192x8192)"),
+        (["infer", *c, "--n", "2", "--scale", "1000", "--out-dir", str(blocker.parent / "big")], "over the cap"),
+        (["interpolate", *c, "--steps", "300", "--scale", "100"], "over the cap"),
         (["infer", *c, "--provider", "cuda"], "--provider cuda"),
         (["infer", *c, "--provider", "tpu"], "--provider"),
         (["interpolate", *c, "--out", str(tmp_path / "walk.jpg")], ".png"),

@@ -1,27 +1,39 @@
-"""The runtime install (`pip install mnist-gen`, no extras) has no torch, and `mnist-gen` works there."""
+"""The runtime installs (`pip install mnist-gen`, and with the serve extra) have no torch, and `mnist-gen`
+and `mnist-gen serve` work there."""
 
 import subprocess
 import sys
 import venv
 
 import pytest
-from conftest import REPO
+from conftest import REPO, assert_one_line_error, http_get, served
 
 
-@pytest.fixture(scope="module")
-def runtime_env(tmp_path_factory):
-    """A real virtual environment with only the base install of this project."""
-    root = tmp_path_factory.mktemp("runtime-venv")
+def make_env(root, requirement: str):
+    """A real virtual environment with `pip install requirement` and nothing else."""
     venv.create(root, with_pip=True)
     python = root / "bin" / "python"
-    install = subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", str(REPO)],
-                             capture_output=True, text=True, timeout=900)
+    install = subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                              requirement], capture_output=True, text=True, timeout=900)
     assert install.returncode == 0, install.stdout + install.stderr
     return root
 
 
-def test_base_install_has_no_torch(runtime_env):
-    python = runtime_env / "bin" / "python"
+@pytest.fixture(scope="module")
+def runtime_env(tmp_path_factory):
+    """The base install of this project."""
+    return make_env(tmp_path_factory.mktemp("runtime-venv"), str(REPO))
+
+
+@pytest.fixture(scope="module")
+def serve_env(tmp_path_factory):
+    """The base install plus the serve extra."""
+    return make_env(tmp_path_factory.mktemp("serve-venv"), f"{REPO}[serve]")
+
+
+@pytest.mark.parametrize("env", ["runtime_env", "serve_env"])
+def test_install_has_no_torch(env, request):
+    python = request.getfixturevalue(env) / "bin" / "python"
     probe = "import importlib.util as u; print([m for m in ('torch', 'torchvision') if u.find_spec(m)])"
     assert subprocess.run([str(python), "-c", probe], capture_output=True, text=True).stdout.strip() == "[]"
 
@@ -59,3 +71,27 @@ def test_base_install_leaves_training_data_out(runtime_env):
     site_packages = __import__("pathlib").Path(site.stdout.strip())
     assert (site_packages / "infer" / "assets" / "generator.onnx").is_file()
     assert not list(site_packages.glob("trainer/mnist*")) and not list(site_packages.rglob("*idx3-ubyte*"))
+
+
+def test_serve_without_the_extra_says_what_to_install(runtime_env, cond_onnx, tmp_path):
+    result = subprocess.run([str(runtime_env / "bin" / "mnist-gen"), "serve", "--model", str(cond_onnx)],
+                            capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert_one_line_error(result)
+    assert 'pip install "mnist-gen[serve]"' in result.stderr
+
+
+def test_serve_runs_without_torch(serve_env, cond_onnx, tmp_path):
+    """The serve install starts `mnist-gen serve`, never imports torch, and answers with the bytes `infer` writes."""
+    twin = tmp_path / "twin.png"
+    subprocess.run([sys.executable, "-m", "infer", "infer", "--model", str(cond_onnx), "--n", "16", "--seed", "0",
+                    "--out", str(twin)], check=True, capture_output=True, cwd=REPO)
+    with served(str(serve_env / "bin" / "mnist-gen"), "serve", "--model", str(cond_onnx), "--port", "0",
+                cwd=tmp_path) as (_, url):
+        status, headers, body = http_get(url + "api/generate?n=16&seed=0")
+        assert status == 200 and body == twin.read_bytes()
+        assert http_get(url)[0] == 200  # the page ships inside the package
+        assert http_get(url + "static/app.js")[0] == 200
+    code = ("import sys, infer.serve; bad = sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'trainer', "
+            "'exporter'}); print(bad)")
+    result = subprocess.run([str(serve_env / "bin" / "python"), "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.strip() == "[]", result.stdout + result.stderr
