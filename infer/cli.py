@@ -68,7 +68,9 @@ def load(model: Path | None, provider: str):
     if generator.note and provider == "auto":
         note(f"note: CUDA not used ({generator.note}); running on CPU")
     kind = f"conditional, {generator.num_classes} classes" if generator.conditional else "unconditional"
-    note(f"model: {path} ({generator.image_size}x{generator.image_size}, {kind}); provider: {generator.provider}")
+    colour = ", RGB" if generator.channels == 3 else ""
+    note(f"model: {path} ({generator.image_size}x{generator.image_size}{colour}, {kind}); "
+         f"provider: {generator.provider}")
     return generator
 
 
@@ -125,6 +127,10 @@ def infer(
     digit: Annotated[
         str | None, typer.Option("--digit", help="digit for all images, or a list such as 0,1,2 (conditional models)")
     ] = None,
+    class_: Annotated[
+        str | None, typer.Option("--class", help="class by name, or a list such as cat,dog (models trained on named "
+                                 "classes; see mnist-gen info)")
+    ] = None,
     seed: SeedOpt = None,
     nrow: Annotated[
         int | None, typer.Option("--nrow", help="images per grid row (default: 10 when cycling 0-9)")
@@ -140,18 +146,20 @@ def infer(
     Examples: mnist-gen infer --n 64 --out grid.png; mnist-gen infer --digit 0,1 --n 1000 --out-dir digits/
     """
     try:
-        _infer(n, out, out_dir, model, digit, seed, nrow, scale, batch_size, provider)
+        _infer(n, out, out_dir, model, digit, class_, seed, nrow, scale, batch_size, provider)
     except UserError as e:
         raise fail(e) from None
 
 
-def _infer(n, out, out_dir, model, digit, seed, nrow, scale, batch_size, provider) -> None:
+def _infer(n, out, out_dir, model, digit, class_, seed, nrow, scale, batch_size, provider) -> None:
     import numpy as np
 
     from .files import save_png, upscale
     from .images import assemble, draw, plan_grid
 
     check_positive(n=n, nrow=nrow, scale=scale, batch_size=batch_size)
+    if digit is not None and class_ is not None:
+        raise UserError("give --digit or --class, not both")
     digits = parse_digits(digit)
     if out is None and out_dir is None:
         out = Path("grid.png")
@@ -165,11 +173,15 @@ def _infer(n, out, out_dir, model, digit, seed, nrow, scale, batch_size, provide
         check_writable(out_dir / "x.png", "--out-dir")
 
     generator = load(model, provider)
-    grid = plan_grid(generator, n, digits, nrow, scale)
+    if class_ is not None:
+        digits = [generator.class_index(name.strip()) for name in class_.split(",") if name.strip()]
+    grid = plan_grid(generator, n, digits, nrow, scale, name="--class" if class_ is not None else "--digit")
     grid.check_size(whole_grid=out is not None)
-    tiles = np.empty((n, generator.image_size, generator.image_size), np.uint8) if out is not None else None
+    tiles = None
     for start, images in draw(generator, grid, pick_seed(seed), batch_size):
-        if tiles is not None:
+        if out is not None:
+            if tiles is None:  # [n, H, W] grey or [n, H, W, 3] colour, as the model draws them
+                tiles = np.empty((n, *images.shape[1:]), np.uint8)
             tiles[start : start + len(images)] = images
         if out_dir is not None:
             for i, image in enumerate(images, start):
@@ -240,6 +252,8 @@ def info(model: ModelOpt = None, provider: ProviderOpt = "auto") -> None:
         print(f"output:     {node.name} {node.type} {node.shape}")
     for key in sorted(generator.metadata):
         print(f"meta:       {key} = {generator.metadata[key]}")
+    if generator.conditional:
+        print(f"classes:    {', '.join(f'{i}={name}' for i, name in enumerate(generator.class_names))}")
     print(f"onnxruntime {ort.__version__}; providers offered: {', '.join(ort.get_available_providers())}")
     print(f"running on: {generator.provider}" + (f" (CUDA not used: {generator.note})" if generator.note else ""))
 
@@ -294,30 +308,37 @@ def score(
     as_json: Annotated[bool, typer.Option("--json", help="print the scores as one JSON object")] = False,
     batch_size: Annotated[int, typer.Option("--batch-size", help="images per onnxruntime call")] = 500,
     provider: ProviderOpt = "auto",
+    scorer: Annotated[
+        Path | None, typer.Option("--scorer", help="a scorer for other data (python -m trainer.classifier --out DIR); "
+                                  "default: the bundled MNIST one")
+    ] = None,
 ) -> None:
-    """FID, Inception Score, digit shares, diversity and conditional accuracy, next to real MNIST's own.
+    """FID, Inception Score, class shares, diversity and conditional accuracy, next to real data's own.
 
-    Scored with the project's MNIST classifier (bundled). Conditional models are asked for digits 0-9
-    in turn. Example: mnist-gen score --n 10000 --json
+    Scored with the project's MNIST classifier (bundled), or --scorer DIR for other data; images of another
+    size are resized to the classifier's. Conditional models are asked for each class in turn.
+    Example: mnist-gen score --n 10000 --json
     """
     try:
-        _score(model, n, seed, as_json, batch_size, provider)
+        _score(model, n, seed, as_json, batch_size, provider, scorer)
     except UserError as e:
         raise fail(e) from None
 
 
-def _score(model, n, seed, as_json, batch_size, provider) -> None:
+def _score(model, n, seed, as_json, batch_size, provider, scorer) -> None:
     import json
 
     import numpy as np
 
-    from .score import load_scorer, score_generator
+    from .score import load_scorer, score_generator, scorer_input
 
     check_positive(n=n, batch_size=batch_size)
-    classifier, stats = load_scorer()
+    classifier, stats = load_scorer(scorer)
     generator = load(model, provider)
-    if generator.image_size != 28:
-        raise UserError(f"score needs a 28x28 generator (the classifier's input); this one is {generator.image_size}")
+    channels, classes = scorer_input(classifier)[0], len(stats["real_spread"])
+    if generator.channels != channels or (generator.conditional and generator.num_classes != classes):
+        raise UserError(f"the scorer reads {channels}-channel images of {classes} classes; this model draws "
+                        f"{generator.channels}-channel images of {generator.num_classes} classes (--scorer DIR)")
     result = score_generator(generator.run, generator.latent_dim, generator.num_classes, stats, classifier,
                              n, seed, batch_size)
     floor = {k.removeprefix("floor_"): stats[k] for k in stats if k.startswith("floor_")}
@@ -327,16 +348,18 @@ def _score(model, n, seed, as_json, batch_size, provider) -> None:
                   "real_floor": {k: (v.tolist() if v.ndim else float(v)) for k, v in floor.items()}}
         print(json.dumps(report))
         return
-    print(f"{'':<22}{'generator':>12}{'real MNIST':>12}")
+    data = str(stats["dataset"]) if "dataset" in stats else "mnist"
+    real = "real MNIST" if data == "mnist" else f"real {data}"
+    print(f"{'':<22}{'generator':>12}{real:>14}")
     names = [("FID (lower is better)", "fid", ".3f"), ("Inception Score", "inception_score", ".3f"),
              ("diversity (real = 1)", "diversity", ".3f"), ("conditional accuracy", "conditional_accuracy", ".2%")]
     for title, key, fmt in names:
         if key in result:
-            real = format(float(floor[key]), fmt) if key in floor else "-"
-            print(f"{title:<22}{format(result[key], fmt):>12}{real:>12}")
+            floor_value = format(float(floor[key]), fmt) if key in floor else "-"
+            print(f"{title:<22}{format(result[key], fmt):>12}{floor_value:>14}")
     shares = " ".join(f"{d}:{s:.1%}" for d, s in enumerate(result["digit_share"]))
-    print(f"digit shares: {shares}")
-    print(f"({n} generated images, seed {seed}; real: 10,000 MNIST training images against the test set)")
+    print(f"{'digit' if data == 'mnist' else 'class'} shares: {shares}")
+    print(f"({n} generated images, seed {seed}; real: up to 10,000 {data} training images against its test images)")
 
 
 @app.command()

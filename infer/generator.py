@@ -6,6 +6,7 @@ Imports numpy, onnxruntime and the standard library only: never torch, trainer o
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import sys
 from dataclasses import dataclass
@@ -96,6 +97,35 @@ class OnnxGenerator:
     def conditional(self) -> bool:
         return self.num_classes > 0
 
+    @property
+    def channels(self) -> int:
+        """1 grey or 3 RGB (models exported before colour support carry no `channels`: grey)."""
+        return int(self.metadata.get("channels", 1))
+
+    @property
+    def class_names(self) -> list[str]:
+        """One name per class, from the metadata of models trained on named classes; else "0".."N-1"."""
+        try:
+            names = json.loads(self.metadata.get("class_names", "[]"))
+        except ValueError:
+            names = []
+        if isinstance(names, list) and len(names) == self.num_classes:
+            return [str(name) for name in names]
+        return [str(c) for c in range(self.num_classes)]
+
+    def class_index(self, name: str, option: str = "--class") -> int:
+        """The label of the class called `name` (exact, else the one case-insensitive match)."""
+        if not self.conditional:
+            raise UserError(f"{option}: this model is unconditional; it cannot draw a chosen class")
+        names = self.class_names
+        if name in names:
+            return names.index(name)
+        folded = [i for i, n in enumerate(names) if n.casefold() == name.casefold()]
+        if len(folded) == 1:
+            return folded[0]
+        shown = ", ".join(names[:20]) + (", ..." if len(names) > 20 else "")
+        raise UserError(f"{option} {name!r}: this model's classes are {shown}")
+
     @classmethod
     def load(cls, path: str | os.PathLike, provider: str = "auto", threads: int | None = None) -> OnnxGenerator:
         import onnxruntime as ort
@@ -148,7 +178,7 @@ class OnnxGenerator:
             raise UserError(f"{name} {bad[0]}: digits must be in 0..{self.num_classes - 1}")
 
     def run(self, z: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
-        """One batch: z float32 [N, latent_dim] (+ labels int64 [N]) -> images float32 [N, 1, H, W]."""
+        """One batch: z float32 [N, latent_dim] (+ labels int64 [N]) -> images float32 [N, C, H, W]."""
         feeds = {"z": np.ascontiguousarray(z, dtype=np.float32)}
         if self.conditional:
             labels = np.asarray(labels, dtype=np.int64)

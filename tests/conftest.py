@@ -37,14 +37,16 @@ def assert_one_line_error(result) -> None:
     assert sum(line.startswith("error: ") for line in lines) == 1, result.stderr
 
 
-def save_random_generator(path: Path, image_size: int = 28, num_classes: int = 10, seed: int = 0, **widths) -> Path:
+def save_random_generator(path: Path, image_size: int = 28, num_classes: int = 10, seed: int = 0,
+                          channels: int = 1, class_names: tuple = (), **widths) -> Path:
     import torch
 
     from trainer.checkpoint import generator_file, save_atomic
     from trainer.model import ModelConfig, build_models
 
     torch.manual_seed(seed)
-    cfg = ModelConfig(image_size=image_size, num_classes=num_classes, **(widths or TINY))
+    cfg = ModelConfig(image_size=image_size, num_classes=num_classes, channels=channels, class_names=class_names,
+                      **(widths or TINY))
     generator, _ = build_models(cfg)
     # Random weights, but BatchNorm statistics like a trained model's, so outputs are not degenerate.
     for module in generator.modules():
@@ -69,6 +71,16 @@ def models(tmp_path_factory) -> dict:
             report = export(pth, root / f"{name}.onnx")
             result[size, conditional] = (pth, report.path, report)
     return result
+
+
+@pytest.fixture(scope="session")
+def rgb_onnx(tmp_path_factory) -> Path:
+    """A conditional RGB generator at 32 px with named classes, exported through the real exporter."""
+    from exporter.export import export
+
+    root = tmp_path_factory.mktemp("rgb")
+    pth = save_random_generator(root / "rgb.pth", 32, 3, channels=3, class_names=("cat", "dog", "fox"))
+    return export(pth, root / "rgb.onnx").path
 
 
 @pytest.fixture(scope="session")

@@ -56,6 +56,19 @@ def test_colour_folder_trains_resumes_exactly_and_exports_with_class_names(shape
     meta = {p.key: p.value for p in onnx.load(straight / "generator.onnx").metadata_props}
     assert meta["channels"] == "3" and json.loads(meta["class_names"]) == ["blue", "green", "red"]
 
+    # ...and from ONNX to `mnist-gen infer --class`: the name picks the label it was trained as.
+    grids = {}
+    for option in (["--class", "red"], ["--digit", "2"]):
+        out = tmp_path / f"{option[0][2:]}.png"
+        drawn = python_m("infer", "infer", "--model", str(straight / "generator.onnx"), *option, "--n", "4",
+                         "--seed", "1", "--out", str(out))
+        assert drawn.returncode == 0, drawn.stderr
+        grids[option[0]] = out.read_bytes()
+    assert grids["--class"] == grids["--digit"]
+    unknown = python_m("infer", "infer", "--model", str(straight / "generator.onnx"), "--class", "purple")
+    assert_one_line_error(unknown)
+    assert "blue, green, red" in unknown.stderr
+
 
 def test_cifar10_binary_trains(tmp_path):
     folder = tmp_path / "cifar-10-batches-bin"

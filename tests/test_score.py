@@ -55,10 +55,43 @@ def test_score_table(uncond_onnx):
 def test_score_bad_input(cond_onnx, models, tmp_path):
     for args, message in [
         (["--model", str(cond_onnx), "--n", "50"], "need more than 128 images"),
-        (["--model", str(models[64, True][1]), "--n", "300"], "28x28"),
+        (["--model", str(cond_onnx), "--scorer", str(tmp_path)], "no scorer in"),
         (["--model", str(tmp_path / "missing.onnx")], "no such file"),
         (["--model", "infer/assets/classifier.onnx"], "not an mnist-gen generator"),
     ]:
         result = python_m("infer", "score", *args)
         assert_one_line_error(result)
         assert message in result.stderr, result.stderr
+
+
+def test_a_64_pixel_mnist_model_is_scored_at_the_classifiers_size(models):
+    result = python_m("infer", "score", "--model", str(models[64, True][1]), "--n", "300", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert np.isfinite(report["fid"]) and report["fid"] > 0 and "conditional_accuracy" in report
+
+
+def test_a_scorer_for_other_data_is_built_and_used(tmp_path, rgb_onnx):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for name, colour in {"cat": (220, 40, 40), "dog": (40, 200, 60), "fox": (40, 60, 220)}.items():
+        (tmp_path / "data" / name).mkdir(parents=True)
+        for i in range(60):
+            image = rng.integers(0, 30, (32, 32, 3)).astype(np.uint8)
+            image[8:20, 8:20] = colour
+            Image.fromarray(image).save(tmp_path / "data" / name / f"{i}.png")
+    scorer = tmp_path / "scorer"
+    built = python_m("trainer.classifier", "--dataset", "folder", "--data-dir", str(tmp_path / "data"),
+                     "--image-size", "32", "--epochs", "1", "--out", str(scorer))
+    assert built.returncode == 0, built.stderr
+    session, stats = load_scorer(scorer)
+    assert str(stats["dataset"]) == "folder" and stats["class_names"].tolist() == ["cat", "dog", "fox"]
+    assert session.get_inputs()[0].shape[1:] == [3, 32, 32]
+
+    scored = python_m("infer", "score", "--model", str(rgb_onnx), "--scorer", str(scorer), "--n", "300")
+    assert scored.returncode == 0, scored.stderr
+    assert "real folder" in scored.stdout and "class shares: 0:" in scored.stdout
+    refused = python_m("infer", "score", "--scorer", str(scorer), "--n", "300")  # the bundled grey MNIST model
+    assert_one_line_error(refused)
+    assert "3-channel images of 3 classes" in refused.stderr

@@ -95,3 +95,21 @@ def test_serve_runs_without_torch(serve_env, cond_onnx, tmp_path):
             "'exporter'}); print(bad)")
     result = subprocess.run([str(serve_env / "bin" / "python"), "-c", code], capture_output=True, text=True)
     assert result.returncode == 0 and result.stdout.strip() == "[]", result.stdout + result.stderr
+
+
+def test_colour_model_with_class_names_runs_without_torch(runtime_env, rgb_onnx, tmp_path):
+    """RGB PNGs and --class NAME in the runtime install, the same bytes as in the full environment."""
+    from PIL import Image
+
+    out, twin = tmp_path / "grid.png", tmp_path / "twin.png"
+    args = ["infer", "--model", str(rgb_onnx), "--class", "fox,cat", "--n", "6", "--seed", "3", "--out"]
+    result = subprocess.run([str(runtime_env / "bin" / "mnist-gen"), *args, str(out)], capture_output=True, text=True,
+                            timeout=120, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    subprocess.run([sys.executable, "-m", "infer", *args, str(twin)], check=True, capture_output=True, cwd=REPO)
+    assert out.read_bytes() == twin.read_bytes()
+    with Image.open(out) as image:
+        assert image.mode == "RGB" and image.size == (2 * 34 + 2, 3 * 34 + 2)  # 2 per row (two classes), 3 rows
+    info = subprocess.run([str(runtime_env / "bin" / "mnist-gen"), "info", "--model", str(rgb_onnx)],
+                          capture_output=True, text=True, timeout=120)
+    assert "classes:    0=cat, 1=dog, 2=fox" in info.stdout
