@@ -146,9 +146,10 @@ class ExamplesGenerator(nn.Module):
         return self.main(x)
 
 
-def test_pytorch_examples_generator_exports_and_matches(tmp_path):
+@pytest.mark.parametrize("nc", [1, 3], ids=["grey", "rgb"])
+def test_pytorch_examples_generator_exports_and_matches(tmp_path, nc):
     torch.manual_seed(0)
-    net = ExamplesGenerator(ngf=16).eval()
+    net = ExamplesGenerator(ngf=16, nc=nc).eval()
     torch.save(net.state_dict(), tmp_path / "netG_epoch_24.pth")
     result = python_m("exporter", str(tmp_path / "netG_epoch_24.pth"))
     assert result.returncode == 0, result.stderr
@@ -161,6 +162,7 @@ def test_pytorch_examples_generator_exports_and_matches(tmp_path):
     assert np.abs(session.run(None, {"z": z})[0] - expected).max() <= 1e-4
     meta = session.get_modelmeta().custom_metadata_map
     assert meta["source"] == "pytorch/examples dcgan" and meta["num_classes"] == "0" and meta["image_size"] == "64"
+    assert meta["channels"] == str(nc)
 
 
 def test_cli_reports_path_size_opset_and_parity(models, tmp_path):

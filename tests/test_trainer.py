@@ -236,3 +236,12 @@ def test_fid_during_training_matches_score_and_keeps_the_best(tmp_path, ema):
     scored = python_m("infer", "score", "--model", str(out / "generator.onnx"), "--n", "500", "--json")
     assert scored.returncode == 0, scored.stderr
     assert json.loads(scored.stdout)["fid"] == pytest.approx(best["fid"], rel=1e-3)
+
+
+def test_a_64_pixel_mnist_run_is_scored_and_keeps_its_best_epoch(tmp_path):
+    """The bundled classifier reads 28 px: 64 px samples are resized to it, so 64 px runs get FID too."""
+    result = python_m("trainer", "--image-size", "64", "--limit", "256", "--batch-size", "64", "--epochs", "1",
+                      "--eval-samples", "300", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    evals = [r for r in map(json.loads, (tmp_path / "metrics.jsonl").read_text().splitlines()) if "fid" in r]
+    assert len(evals) == 1 and evals[0]["fid"] > 0 and (tmp_path / "checkpoints" / "best.pt").is_file()
