@@ -125,6 +125,8 @@ def create_app(generator, running: int = RUNNING, waiting: int = WAITING) -> Fas
             "latent_dim": generator.latent_dim,
             "image_size": generator.image_size,
             "num_classes": generator.num_classes,
+            "class_names": generator.class_names,
+            "channels": generator.channels,
             "metadata": generator.metadata,
             "limits": {"n": MAX_N, "scale": MAX_SCALE, "steps": MAX_STEPS, "pixels": MAX_PIXELS},
         }

@@ -95,6 +95,7 @@ def test_info_health_schema_and_page(client):
     info = client.get("/api/info").json()
     assert info["provider"] == "CPUExecutionProvider" and info["latent_dim"] == 100
     assert info["num_classes"] == 10 and info["metadata"]["training_epochs"] == "1"
+    assert info["class_names"] == [str(d) for d in range(10)] and info["channels"] == 1
     assert info["limits"]["n"] == MAX_N and info["limits"]["scale"] == MAX_SCALE
     assert "/" not in info["model"]  # a file name, not where the server keeps it
     assert client.get("/healthz").json() == {"status": "ok"}
@@ -224,3 +225,11 @@ def test_serve_bad_input_is_one_line(cond_onnx, tmp_path):
 def test_serve_help_names_the_extra():
     result = python_m("infer", "serve", "--help")
     assert result.returncode == 0 and 'pip install "mnist-gen[serve]"' in " ".join(result.stdout.split())
+
+
+def test_a_colour_model_with_named_classes(rgb_onnx):
+    client = TestClient(create_app(OnnxGenerator.load(rgb_onnx, "cpu")))
+    info = client.get("/api/info").json()
+    assert info["class_names"] == ["cat", "dog", "fox"] and info["channels"] == 3
+    grid = client.get("/api/generate", params={"digit": 2, "n": 4, "seed": 0})
+    assert grid.status_code == 200 and Image.open(io.BytesIO(grid.content)).mode == "RGB"

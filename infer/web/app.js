@@ -47,8 +47,9 @@ async function loadCard() {
   $("n").max = info.limits.n;
   $("scale").max = info.limits.scale;
   $("walk-steps").max = info.limits.steps;
-  for (let d = 0; d < info.num_classes; d++) {
-    for (const id of ["digit", "walk-digit", "walk-to"]) $(id).append(new Option(String(d), String(d)));
+  for (let d = 0; d < info.num_classes; d++) {  // digits show as 0-9, named classes by their names
+    const name = info.class_names[d] === String(d) ? String(d) : `${d}: ${info.class_names[d]}`;
+    for (const id of ["digit", "walk-digit", "walk-to"]) $(id).append(new Option(name, String(d)));
   }
   if (!info.num_classes) {  // an unconditional model draws no chosen digit
     for (const id of ["digit", "walk-digit", "walk-to"]) $(id).closest(".field").hidden = true;
