@@ -77,7 +77,9 @@ def check_fp32_generator(path: Path) -> OnnxGenerator:
     """The input must be an fp32 mnist-gen generator: not another model, not fp16, not already quantized."""
     import onnx
 
-    generator = OnnxGenerator.load(path, "cpu")  # one-line errors for missing, corrupt and non-generator files
+    if not path.is_file():
+        raise UserError(f"{path}: no such file")
+    generator = OnnxGenerator.load(path, "cpu")  # one-line errors for corrupt and non-generator files
     precision = generator.metadata.get("precision", "fp32")
     ops = {node.op_type for node in onnx.load(path, load_external_data=False).graph.node}
     if precision == "int8" or ops & QUANTIZED_OPS:
@@ -128,22 +130,24 @@ def _images(generator: OnnxGenerator, n: int, seed: int) -> np.ndarray:
     return np.concatenate(parts)
 
 
-def quality_gate(fp32: OnnxGenerator, int8: OnnxGenerator, n: int = GATE_IMAGES, seed: int = GATE_SEED) -> Gate:
-    """Score both models on the same latents; refuse the int8 one when it is measurably worse."""
+def scores(generator: OnnxGenerator, n: int = GATE_IMAGES, seed: int = GATE_SEED) -> dict[str, float]:
+    """FID (and conditional accuracy) as `mnist-gen score --n N --seed S` reports them."""
     from infer.score import load_scorer, score_generator
 
+    classifier, stats = load_scorer()
+    result = score_generator(generator.run, generator.latent_dim, generator.num_classes, stats, classifier, n, seed)
+    return {k: float(result[k]) for k in ("fid", "conditional_accuracy") if k in result}
+
+
+def quality_gate(fp32: OnnxGenerator, int8: OnnxGenerator, n: int = GATE_IMAGES, seed: int = GATE_SEED) -> Gate:
+    """Score both models on the same latents; refuse the int8 one when it is measurably worse."""
     if fp32.image_size != 28:
         diff = float(np.abs(_images(int8, n, seed) - _images(fp32, n, seed)).mean())
         gate = Gate("pixels", {}, {"mean_abs_pixel_diff": diff})
         if not diff <= MAX_PIXEL_DIFF:
             gate.passed, gate.reason = False, f"mean |int8 - fp32| per pixel {diff:.4f} > {MAX_PIXEL_DIFF}"
         return gate
-    classifier, stats = load_scorer()
-    figures = []
-    for generator in (fp32, int8):
-        result = score_generator(generator.run, generator.latent_dim, generator.num_classes, stats, classifier, n, seed)
-        figures.append({k: float(result[k]) for k in ("fid", "conditional_accuracy") if k in result})
-    gate = Gate("score", *figures)
+    gate = Gate("score", scores(fp32, n, seed), scores(int8, n, seed))
     rise = gate.int8["fid"] - gate.fp32["fid"]
     if not rise <= MAX_FID_RISE:
         gate.passed, gate.reason = False, f"FID rises by {rise:.3f} (bound {MAX_FID_RISE})"
