@@ -32,7 +32,9 @@ METHODS = ("minmax", "entropy", "percentile")
 GATE_IMAGES, GATE_SEED = 10_000, 0  # what `mnist-gen score --n 10000` uses, so the figures compare
 MAX_FID_RISE = 0.3  # FID points
 MAX_ACCURACY_DROP = 0.005  # conditional accuracy, 0.5 points
-MAX_PIXEL_DIFF = 0.03  # mean |int8 - fp32| per pixel on the same latents, images in [-1, 1]
+# mean |int8 - fp32| per pixel on the same latents over the fp32 pixels' standard deviation (docs/int8.md):
+# 0.015 for the bundled int8 model, 0.036 for one calibrated on N(0, 3^2) latents, whose FID rose by 0.68.
+MAX_PIXEL_DIFF = 0.03
 QUANTIZED_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger"}
 
 
@@ -142,10 +144,12 @@ def scores(generator: OnnxGenerator, n: int = GATE_IMAGES, seed: int = GATE_SEED
 def quality_gate(fp32: OnnxGenerator, int8: OnnxGenerator, n: int = GATE_IMAGES, seed: int = GATE_SEED) -> Gate:
     """Score both models on the same latents; refuse the int8 one when it is measurably worse."""
     if fp32.image_size != 28:
-        diff = float(np.abs(_images(int8, n, seed) - _images(fp32, n, seed)).mean())
-        gate = Gate("pixels", {}, {"mean_abs_pixel_diff": diff})
+        reference = _images(fp32, n, seed)
+        diff = float(np.abs(_images(int8, n, seed) - reference).mean() / reference.std())
+        gate = Gate("pixels", {}, {"relative_pixel_diff": diff})
         if not diff <= MAX_PIXEL_DIFF:
-            gate.passed, gate.reason = False, f"mean |int8 - fp32| per pixel {diff:.4f} > {MAX_PIXEL_DIFF}"
+            gate.passed = False
+            gate.reason = f"mean |int8 - fp32| per pixel is {diff:.4f} of the pixels' spread (bound {MAX_PIXEL_DIFF})"
         return gate
     gate = Gate("score", scores(fp32, n, seed), scores(int8, n, seed))
     rise = gate.int8["fid"] - gate.fp32["fid"]

@@ -76,3 +76,11 @@ def cond_onnx(models) -> Path:
 @pytest.fixture(scope="session")
 def uncond_onnx(models) -> Path:
     return models[28, False][1]
+
+
+@pytest.fixture(scope="session")
+def int8_onnx(cond_onnx, tmp_path_factory) -> Path:
+    """The tiny conditional generator quantized (gate skipped: tested on the real model in test_quantize.py)."""
+    from exporter.quantize import quantize
+
+    return quantize(cond_onnx, tmp_path_factory.mktemp("int8") / "g8.onnx", calibration=64, check=False).path
