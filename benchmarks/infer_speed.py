@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+ROUNDS = 3  # throughput: median of this many interleaved rounds
 sys.path.insert(0, str(REPO))
 
 TORCH_SCRIPT = """
@@ -103,7 +104,7 @@ def throughput(pth: Path, onnx_path: Path, int8_path: Path, seconds: float, tmp:
     }
     shipped = sessions["onnxruntime, shipped (sub-pixel graph, default threads)"]
 
-    def rate(fn, batch):
+    def rate(fn, batch, seconds):
         fn()
         count, start = 0, time.perf_counter()
         while time.perf_counter() - start < seconds or count < 3:
@@ -135,11 +136,16 @@ def throughput(pth: Path, onnx_path: Path, int8_path: Path, seconds: float, tmp:
                 runs[name] = lambda binding=binding: shipped.run_with_iobinding(binding)
             else:
                 runs[name] = lambda session=session, feeds=feeds: session.run(None, feeds)
-        for name, fn in runs.items():
-            rows[name].append(rate(fn, batch))
+        # Rounds, each running every setting in turn: drift on a shared machine then hits all of them alike.
+        rates = {name: [] for name in runs}
+        for _ in range(ROUNDS):
+            for name, fn in runs.items():
+                rates[name].append(rate(fn, batch, seconds / ROUNDS))
+        for name in runs:
+            rows[name].append(statistics.median(rates[name]))
 
-    print(f"throughput, images/s (torch {torch.__version__}, onnxruntime {ort.__version__}, "
-          f"{torch.get_num_threads()} torch threads):")
+    print(f"throughput, images/s, median of {ROUNDS} interleaved rounds (torch {torch.__version__}, "
+          f"onnxruntime {ort.__version__}, {torch.get_num_threads()} torch threads):")
     print(f"  {'':<58}" + "".join(f" {'batch ' + str(b):>10}" for b in batches))
     for name, values in rows.items():
         print(f"  {name:<58}" + "".join(f" {v:>10.0f}" for v in values))
@@ -154,6 +160,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, help="a generator.pth (default: a fresh conditional 28x28 G)")
     parser.add_argument("--quick", action="store_true", help="3 cold starts and 0.5 s per throughput point")
+    parser.add_argument("--seconds", type=float, default=3.0, help="time per throughput point (all rounds)")
     args = parser.parse_args()
     from exporter.export import export
     from exporter.quantize import quantize
@@ -175,7 +182,7 @@ def main() -> None:
         int8_path = quantize(onnx_path, tmp / "generator.int8.onnx", check=False).path
         print(f"model: {pth} -> {onnx_path.name}, {int8_path.name}; machine: {os.cpu_count()} CPUs")
         cold_start(pth, onnx_path, int8_path, 3 if args.quick else 7, tmp)
-        throughput(pth, onnx_path, int8_path, 0.5 if args.quick else 2.0, tmp)
+        throughput(pth, onnx_path, int8_path, 0.5 if args.quick else args.seconds, tmp)
 
 
 if __name__ == "__main__":

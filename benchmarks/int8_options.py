@@ -29,6 +29,10 @@ VARIANTS = {
     "Percentile calibration": {"method": "percentile"},
     "calibration on 128 latents": {"calibration": 128},
     "calibration on 4096 latents": {"calibration": 4096},
+    # how much of the above is the draw of calibration latents rather than the option
+    "shipped, calibration seed 1": {"seed": 1},
+    "shipped, calibration seed 2": {"seed": 2},
+    "calibration on 128 latents, seed 1": {"calibration": 128, "seed": 1},
 }
 
 
