@@ -28,15 +28,16 @@ def test_bundled_fp32_onnx_quantizes_and_passes_the_gate(tmp_path):
     assert meta["latent_dim"] == "100" and meta["num_classes"] == "10"  # the fp32 model's metadata carried over
     ops = {node.op_type for node in onnx.load(out).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
-    # Same latents, same digits: images close to fp32's, and the same calibration gives the same file.
+    # Same latents, same digits: images close to fp32's, and the same calibration gives the same graph.
     fp32, int8 = OnnxGenerator.load(BUNDLED_MODEL, "cpu"), OnnxGenerator.load(out, "cpu")
     z = np.random.default_rng(1).standard_normal((20, 100), dtype=np.float32)
     labels = np.arange(20) % 10
     assert np.abs(int8.run(z, labels) - fp32.run(z, labels)).mean() < 0.03
-    again = tmp_path / "again.onnx"
-    result = python_m("exporter", str(BUNDLED_MODEL), "--int8", "--calibration", "256", "--out", str(again))
+    again = tmp_path / "again.onnx"  # gate off: only its figures in the metadata would differ
+    result = python_m("exporter", str(BUNDLED_MODEL), "--int8", "--calibration", "256", "--no-check",
+                      "--out", str(again))
     assert result.returncode == 0, result.stderr
-    assert again.read_bytes() == out.read_bytes()
+    assert onnx.load(again).graph == onnx.load(out).graph
 
 
 def test_gate_refuses_a_badly_calibrated_model_and_writes_nothing(tmp_path):
