@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--int8", action="store_true",
                    help="int8 weights and activations (onnxruntime static quantization): faster on CPU, "
                         "a quarter of the file; written only if it scores as well as fp32")
-    p.add_argument("--calibration", type=int, default=CALIBRATION_SIZE,
+    p.add_argument("--calibration", type=int,
                    help=f"--int8: seeded latents to calibrate on (default {CALIBRATION_SIZE})")
     p.add_argument("--check", action=argparse.BooleanOptionalAction, default=True,
                    help="compare onnxruntime with PyTorch, and int8 with fp32, before writing (default on)")
@@ -46,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.int8:
             return export_int8(args)
+        if args.calibration is not None:
+            raise UserError("--calibration applies to --int8 only")
         if Path(args.generator).suffix.lower() == ".onnx":
             raise UserError(f"{args.generator}: already ONNX; add --int8 to quantize it")
         report = export(args.generator, args.out, args.opset, args.fp16, args.check, args.source)
@@ -77,17 +79,20 @@ def export_int8(args) -> int:
 
     if args.fp16:
         raise UserError("--int8 and --fp16 exclude each other; pick one")
-    if args.calibration < 1:
-        raise UserError(f"--calibration {args.calibration}: give at least 1 latent")
+    calibration = CALIBRATION_SIZE if args.calibration is None else args.calibration
+    if calibration < 1:
+        raise UserError(f"--calibration {calibration}: give at least 1 latent")
     src = Path(args.generator)
     out = Path(args.out) if args.out else src.parent / "generator.int8.onnx"
+    if out.resolve() == src.resolve():
+        raise UserError(f"--out {out} is the input; the int8 model goes beside the fp32 one, not over it")
     with tempfile.TemporaryDirectory(prefix="mnist-gen-export-") as tmp:
         fp32_path = src
         if src.suffix.lower() != ".onnx":
             fp32 = export(src, Path(tmp) / "generator.onnx", args.opset, False, args.check, args.source)
             print_parity(fp32, args.check)
             fp32_path = fp32.path
-        report = quantize(fp32_path, out, args.calibration, args.check)
+        report = quantize(fp32_path, out, calibration, args.check)
     meta = report.metadata
     print(f"wrote {report.path} ({report.size_bytes / 1e6:.2f} MB, fp32 was {report.fp32_size_bytes / 1e6:.2f} MB; "
           f"int8, {meta['architecture']}; calibrated on {meta['calibration_size']} seeded latents, "

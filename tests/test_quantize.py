@@ -109,12 +109,16 @@ def test_bad_input_is_one_line_and_leaves_no_file(models, int8_onnx, tmp_path):
         ([str(tmp_path / "fp16" / "g16.onnx"), "--int8"], "fp16"),
         ([str(tmp_path / "missing.onnx"), "--int8"], "no such file"),
         ([str(cond_onnx)], "add --int8"),
+        ([str(pth), "--calibration", "64"], "--int8 only"),
     ]
     for args, message in cases:
         result = python_m("exporter", *args, "--out", str(out / "g8.onnx"))
         assert_one_line_error(result)
         assert message in result.stderr, (args, result.stderr)
     assert not out.exists()
+    before = cond_onnx.read_bytes()
+    assert_one_line_error(python_m("exporter", str(cond_onnx), "--int8", "--out", str(cond_onnx)))
+    assert cond_onnx.read_bytes() == before
 
 
 def test_pixel_bound_refuses_a_badly_calibrated_64x64_model(models, tmp_path):
