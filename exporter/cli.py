@@ -75,13 +75,12 @@ def export_int8(args) -> int:
     """An fp32 .onnx is quantized as it is; anything else is exported to fp32 (with parity) first."""
     import tempfile
 
-    from .quantize import quantize
+    from .quantize import check_calibration, quantize
 
     if args.fp16:
         raise UserError("--int8 and --fp16 exclude each other; pick one")
     calibration = CALIBRATION_SIZE if args.calibration is None else args.calibration
-    if calibration < 1:
-        raise UserError(f"--calibration {calibration}: give at least 1 latent")
+    check_calibration(calibration)  # before a .pth's export, not after
     src = Path(args.generator)
     out = Path(args.out) if args.out else src.parent / "generator.int8.onnx"
     if out.resolve() == src.resolve():

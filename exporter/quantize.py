@@ -74,6 +74,11 @@ class LatentReader:
         return next(self.batches, None)
 
 
+def check_calibration(calibration: int) -> None:
+    if not 1 <= calibration <= MAX_CALIBRATION:
+        raise UserError(f"--calibration {calibration}: give 1 to {MAX_CALIBRATION:,} latents")
+
+
 def check_fp32_generator(path: Path) -> OnnxGenerator:
     """The input must be an fp32 mnist-gen generator: not another model, not fp16, not already quantized."""
     import onnx
@@ -170,8 +175,7 @@ def quantize(fp32_path: str | Path, out: str | Path, calibration: int = CALIBRAT
              latent_std: float = 1.0) -> QuantizeReport:
     """Quantize an fp32 generator ONNX file into `out`, through the quality gate; nothing written on failure."""
     fp32_path, out = Path(fp32_path), Path(out)
-    if not 1 <= calibration <= MAX_CALIBRATION:
-        raise UserError(f"--calibration {calibration}: give 1 to {MAX_CALIBRATION} latents")
+    check_calibration(calibration)
     if out.is_dir():
         raise UserError(f"--out {out} is a folder; give a file name such as {out / 'generator.int8.onnx'}")
     fp32 = check_fp32_generator(fp32_path)
