@@ -1,8 +1,9 @@
 """Inference: `mnist-gen` (onnxruntime) against the smallest honest torch script, side by side.
 
-1. Cold start: wall time and peak RSS of a whole process that writes a 64-digit grid PNG.
+1. Cold start: wall time and peak RSS of a whole process that writes a 64-digit grid PNG
+   (torch script, mnist-gen on the fp32 model, mnist-gen on the int8 model).
 2. Throughput: onnxruntime against torch eager on the same model at batch 1, 64 and 256, with what
-   each onnxruntime setting tried gave (threads, IO binding, fp16, the exporter's sub-pixel rewrite).
+   each onnxruntime setting tried gave (threads, IO binding, fp16, int8, the exporter's sub-pixel rewrite).
 
     python benchmarks/infer_speed.py [--model artifacts/generator.pth] [--quick]
 
@@ -21,6 +22,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+ROUNDS = 3  # throughput: median of this many interleaved rounds
 sys.path.insert(0, str(REPO))
 
 TORCH_SCRIPT = """
@@ -53,12 +55,13 @@ def measure(command: list[str]) -> tuple[float, float]:
     return float(wall), float(rss)
 
 
-def cold_start(pth: Path, onnx_path: Path, runs: int, tmp: Path) -> None:
+def cold_start(pth: Path, onnx_path: Path, int8_path: Path, runs: int, tmp: Path) -> None:
     script = tmp / "torch_grid.py"
     script.write_text(TORCH_SCRIPT)
     cli = str(Path(sys.executable).with_name("mnist-gen"))
     commands = {
         "mnist-gen": [cli, "infer", "--model", str(onnx_path), "--n", "64", "--seed", "0", "--out", str(tmp / "a.png")],
+        "int8": [cli, "infer", "--model", str(int8_path), "--n", "64", "--seed", "0", "--out", str(tmp / "c.png")],
         "torch": [sys.executable, str(script), str(pth), str(tmp / "b.png")],
     }
     results = {name: [] for name in commands}
@@ -71,10 +74,10 @@ def cold_start(pth: Path, onnx_path: Path, runs: int, tmp: Path) -> None:
     for name in commands:
         print(f"  {name:<10} {wall[name]:6.2f} s  {rss[name]:7.0f} MB peak RSS")
     print(f"  mnist-gen is {wall['torch'] / wall['mnist-gen']:.1f}x faster and uses "
-          f"{rss['mnist-gen'] / rss['torch']:.2f} of the memory")
+          f"{rss['mnist-gen'] / rss['torch']:.2f} of the memory ('int8': mnist-gen on the int8 model)")
 
 
-def throughput(pth: Path, onnx_path: Path, seconds: float, tmp: Path) -> None:
+def throughput(pth: Path, onnx_path: Path, int8_path: Path, seconds: float, tmp: Path) -> None:
     """images/s of torch eager and of onnxruntime in each setting tried, interleaved per batch size."""
     import numpy as np
     import onnxruntime as ort
@@ -95,11 +98,13 @@ def throughput(pth: Path, onnx_path: Path, seconds: float, tmp: Path) -> None:
         "  same, 1 intra-op thread": ort.InferenceSession(str(onnx_path), session_options(1), providers=cpu),
         "  same, IO binding into a preallocated output": None,  # the shipped session, bound
         "  fp16 model": ort.InferenceSession(str(fp16_path), session_options(None), providers=cpu),
+        "  int8 model (python -m exporter --int8)": ort.InferenceSession(
+            str(int8_path), session_options(None), providers=cpu),
         "  plain export (ConvTranspose as trained)": ort.InferenceSession(plain, session_options(None), providers=cpu),
     }
     shipped = sessions["onnxruntime, shipped (sub-pixel graph, default threads)"]
 
-    def rate(fn, batch):
+    def rate(fn, batch, seconds):
         fn()
         count, start = 0, time.perf_counter()
         while time.perf_counter() - start < seconds or count < 3:
@@ -131,24 +136,34 @@ def throughput(pth: Path, onnx_path: Path, seconds: float, tmp: Path) -> None:
                 runs[name] = lambda binding=binding: shipped.run_with_iobinding(binding)
             else:
                 runs[name] = lambda session=session, feeds=feeds: session.run(None, feeds)
-        for name, fn in runs.items():
-            rows[name].append(rate(fn, batch))
+        # Rounds, each running every setting in turn: drift on a shared machine then hits all of them alike.
+        rates = {name: [] for name in runs}
+        for _ in range(ROUNDS):
+            for name, fn in runs.items():
+                rates[name].append(rate(fn, batch, seconds / ROUNDS))
+        for name in runs:
+            rows[name].append(statistics.median(rates[name]))
 
-    print(f"throughput, images/s (torch {torch.__version__}, onnxruntime {ort.__version__}, "
-          f"{torch.get_num_threads()} torch threads):")
+    print(f"throughput, images/s, median of {ROUNDS} interleaved rounds (torch {torch.__version__}, "
+          f"onnxruntime {ort.__version__}, {torch.get_num_threads()} torch threads):")
     print(f"  {'':<58}" + "".join(f" {'batch ' + str(b):>10}" for b in batches))
     for name, values in rows.items():
         print(f"  {name:<58}" + "".join(f" {v:>10.0f}" for v in values))
     ratios = [o / t for o, t in zip(rows[next(iter(sessions))], rows["torch eager, fp32"], strict=True)]
     print(f"  {'shipped onnxruntime / torch eager':<58}" + "".join(f" {r:>9.2f}x" for r in ratios))
+    int8 = [i / o for i, o in zip(rows["  int8 model (python -m exporter --int8)"], rows[next(iter(sessions))],
+                                  strict=True)]
+    print(f"  {'int8 / shipped fp32 onnxruntime':<58}" + "".join(f" {r:>9.2f}x" for r in int8))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, help="a generator.pth (default: a fresh conditional 28x28 G)")
     parser.add_argument("--quick", action="store_true", help="3 cold starts and 0.5 s per throughput point")
+    parser.add_argument("--seconds", type=float, default=3.0, help="time per throughput point (all rounds)")
     args = parser.parse_args()
     from exporter.export import export
+    from exporter.quantize import quantize
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -163,9 +178,11 @@ def main() -> None:
             pth = tmp / "generator.pth"
             save_atomic(generator_file(build_models(ModelConfig())[0], 0), pth)
         onnx_path = export(pth, tmp / "generator.onnx").path
-        print(f"model: {pth} -> {onnx_path.name}; machine: {os.cpu_count()} CPUs")
-        cold_start(pth, onnx_path, 3 if args.quick else 7, tmp)
-        throughput(pth, onnx_path, 0.5 if args.quick else 2.0, tmp)
+        # Speed only: the int8 model's quality is the exporter's gate's job (docs/int8.md), and a fresh G has none.
+        int8_path = quantize(onnx_path, tmp / "generator.int8.onnx", check=False).path
+        print(f"model: {pth} -> {onnx_path.name}, {int8_path.name}; machine: {os.cpu_count()} CPUs")
+        cold_start(pth, onnx_path, int8_path, 3 if args.quick else 7, tmp)
+        throughput(pth, onnx_path, int8_path, 0.5 if args.quick else args.seconds, tmp)
 
 
 if __name__ == "__main__":

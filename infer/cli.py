@@ -28,7 +28,8 @@ app = typer.Typer(
 
 ModelOpt = Annotated[
     Path | None,
-    typer.Option("--model", help="ONNX generator (default: ./artifacts/generator.onnx, else the bundled one)"),
+    typer.Option("--model", help="ONNX generator, or fp32 / int8: the bundled one of that precision "
+                 "(default: ./artifacts/generator.onnx, else the bundled int8 on CPU, fp32 on CUDA)"),
 ]
 ProviderOpt = Annotated[str, typer.Option("--provider", help="auto (CUDA if usable, else CPU), cpu or cuda")]
 SeedOpt = Annotated[int | None, typer.Option("--seed", help="noise seed (default: drawn at random and printed)")]
@@ -63,7 +64,7 @@ def main(
 def load(model: Path | None, provider: str):
     from .generator import OnnxGenerator, resolve_model
 
-    path = resolve_model(model)
+    path = resolve_model(model, provider)
     generator = OnnxGenerator.load(path, provider)
     if generator.note and provider == "auto":
         note(f"note: CUDA not used ({generator.note}); running on CPU")
@@ -246,6 +247,7 @@ def info(model: ModelOpt = None, provider: ProviderOpt = "auto") -> None:
     except UserError as e:
         raise fail(e) from None
     print(f"model:      {generator.path} ({generator.path.stat().st_size / 1e6:.2f} MB)")
+    print(f"precision:  {generator.metadata.get('precision', 'fp32')}")
     for node in generator.session.get_inputs():
         print(f"input:      {node.name} {node.type} {node.shape}")
     for node in generator.session.get_outputs():
@@ -264,16 +266,21 @@ def bench(
     provider: ProviderOpt = "auto",
     batch_sizes: Annotated[str, typer.Option("--batch-sizes", help="comma-separated batch sizes")] = "1,64,256",
     seconds: Annotated[float, typer.Option("--seconds", help="time to spend on each batch size")] = 1.0,
+    compare: Annotated[
+        Path | None, typer.Option("--compare", help="a second model (file, or fp32 / int8) measured side by side")
+    ] = None,
 ) -> None:
-    """Images/s and latency per batch size on the chosen provider."""
+    """Images/s and latency per batch size on the chosen provider, optionally against a second model.
+
+    Example: mnist-gen bench --model fp32 --compare int8
+    """
     try:
-        _bench(model, provider, batch_sizes, seconds)
+        _bench(model, provider, batch_sizes, seconds, compare)
     except UserError as e:
         raise fail(e) from None
 
 
-def _bench(model, provider, batch_sizes, seconds) -> None:
-    import time
+def _bench(model, provider, batch_sizes, seconds, compare=None) -> None:
 
     import numpy as np
 
@@ -284,20 +291,33 @@ def _bench(model, provider, batch_sizes, seconds) -> None:
     check_positive(batch_size=min(sizes))
     if not seconds > 0:
         raise UserError(f"--seconds must be > 0, got {seconds}")
-    generator = load(model, provider)
-    rng = np.random.default_rng(0)
-    print(f"{'batch':>6} {'median ms':>10} {'images/s':>10}  ({generator.provider})")
+    generators = [load(model, provider)] + ([load(compare, provider)] if compare is not None else [])
+    if len({(g.latent_dim, g.num_classes) for g in generators}) > 1:
+        raise UserError("--compare: the two models take different inputs (latent size or classes)")
+    header = f"{'batch':>6}" + "".join(f" {'median ms':>10} {'images/s':>10}" for _ in generators)
+    ratio = f" {'2nd/1st':>8}" if len(generators) == 2 else ""
+    print(header + ratio + "  (" + " | ".join(f"{g.path.name}, {g.provider}" for g in generators) + ")")
     for batch in sizes:
-        z = rng.standard_normal((batch, generator.latent_dim), dtype=np.float32)
-        labels = np.arange(batch, dtype=np.int64) % max(generator.num_classes, 1)
-        generator.run(z, labels)  # warm-up
-        times, deadline = [], time.perf_counter() + seconds
-        while time.perf_counter() < deadline or len(times) < 3:
-            t0 = time.perf_counter()
-            generator.run(z, labels)
-            times.append(time.perf_counter() - t0)
-        median = float(np.median(times))
-        print(f"{batch:>6} {median * 1e3:>10.2f} {batch / median:>10.0f}")
+        rng = np.random.default_rng(0)
+        z = rng.standard_normal((batch, generators[0].latent_dim), dtype=np.float32)
+        labels = np.arange(batch, dtype=np.int64) % max(generators[0].num_classes, 1)
+        medians = [_median_run_time(g, z, labels, seconds) for g in generators]
+        row = f"{batch:>6}" + "".join(f" {m * 1e3:>10.2f} {batch / m:>10.0f}" for m in medians)
+        print(row + (f" {medians[0] / medians[1]:>7.2f}x" if len(medians) == 2 else ""))
+
+
+def _median_run_time(generator, z, labels, seconds: float) -> float:
+    import time
+
+    import numpy as np
+
+    generator.run(z, labels)  # warm-up
+    times, deadline = [], time.perf_counter() + seconds
+    while time.perf_counter() < deadline or len(times) < 3:
+        t0 = time.perf_counter()
+        generator.run(z, labels)
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
 
 
 @app.command()

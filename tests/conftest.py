@@ -126,3 +126,11 @@ def http_get(url: str, timeout: float = 60) -> tuple[int, dict, bytes]:
             return response.status, {k.lower(): v for k, v in response.headers.items()}, response.read()
     except urllib.error.HTTPError as e:
         return e.code, {k.lower(): v for k, v in e.headers.items()}, e.read()
+
+
+@pytest.fixture(scope="session")
+def int8_onnx(cond_onnx, tmp_path_factory) -> Path:
+    """The tiny conditional generator quantized (gate skipped: tested on the real model in test_quantize.py)."""
+    from exporter.quantize import quantize
+
+    return quantize(cond_onnx, tmp_path_factory.mktemp("int8") / "g8.onnx", calibration=64, check=False).path

@@ -38,7 +38,7 @@ def test_install_has_no_torch(env, request):
     assert subprocess.run([str(python), "-c", probe], capture_output=True, text=True).stdout.strip() == "[]"
 
 
-def test_cli_runs_without_torch(runtime_env, cond_onnx, tmp_path):
+def test_cli_runs_without_torch(runtime_env, cond_onnx, int8_onnx, tmp_path):
     out = tmp_path / "grid.png"
     command = [str(runtime_env / "bin" / "mnist-gen"), "infer", "--model", str(cond_onnx), "--n", "16", "--seed", "0",
                "--out", str(out)]
@@ -50,11 +50,18 @@ def test_cli_runs_without_torch(runtime_env, cond_onnx, tmp_path):
     subprocess.run([sys.executable, "-m", "infer", "infer", "--model", str(cond_onnx), "--n", "16", "--seed", "0",
                     "--out", str(twin)], check=True, capture_output=True, cwd=REPO)
     assert out.read_bytes() == twin.read_bytes()
-    # The bundled generator and the scoring classifier are installed with the package, too.
-    scored = subprocess.run([str(runtime_env / "bin" / "mnist-gen"), "score", "--n", "300", "--json"],
-                            capture_output=True, text=True, timeout=120, cwd=tmp_path)
-    assert scored.returncode == 0, scored.stderr
-    assert "site-packages/infer/assets/generator.onnx" in scored.stdout
+    # An int8 model runs there too (onnxruntime's own int8 kernels, nothing of the exporter's).
+    int8_grid = tmp_path / "int8.png"
+    command = [str(runtime_env / "bin" / "mnist-gen"), "infer", "--model", str(int8_onnx), "--n", "16", "--seed", "0",
+               "--out", str(int8_grid)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert result.returncode == 0 and int8_grid.stat().st_size > 0, result.stderr
+    # Both bundled generators and the scoring classifier are installed with the package; int8 runs on CPU.
+    for model, file in (([], "generator.int8.onnx"), (["--model", "fp32"], "generator.onnx")):
+        command = [str(runtime_env / "bin" / "mnist-gen"), "score", "--n", "300", "--json", "--provider", "cpu", *model]
+        scored = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+        assert scored.returncode == 0, scored.stderr
+        assert f"site-packages/infer/assets/{file}" in scored.stdout
 
 
 def test_infer_modules_import_nothing_of_torch_or_training(runtime_env):
