@@ -125,7 +125,7 @@ def export_int8(args) -> Path:
                   + (f", conditional accuracy {accuracy:.2%}" if accuracy is not None else ""))
         print(f"  passed: FID rise <= {MAX_FID_RISE}, conditional accuracy drop <= {MAX_ACCURACY_DROP:.1%}")
     else:
-        print(f"quality gate: no scorer for {meta['image_size']}x{meta['image_size']} images, so a pixel-statistics "
+        print(f"quality gate: no scorer for {meta.get('dataset', 'these')} images, so a pixel-statistics "
               f"bound: mean |int8 - fp32| per pixel is {gate.int8['relative_pixel_diff']:.4f} of the fp32 pixels' "
               f"standard deviation (bound {MAX_PIXEL_DIFF}) on {GATE_IMAGES:,} images, same latents: passed")
     return report.path

@@ -87,7 +87,8 @@ def examples_generator(state: dict, path: Path) -> Generator:
     channels = state["main.12.weight"].shape[1]
     if channels not in (1, 3):
         raise UserError(f"{path}: a pytorch/examples generator with nc={channels}; only nc=1 (grey) or 3 (RGB)")
-    cfg = ModelConfig(latent_dim=int(nz), image_size=64, num_classes=0, g_width=int(ngf8) // 8, channels=int(channels))
+    cfg = ModelConfig(latent_dim=int(nz), image_size=64, num_classes=0, g_width=int(ngf8) // 8, channels=int(channels),
+                      dataset="unknown")
     generator = Generator(cfg)
     try:
         generator.load_state_dict(state)
@@ -130,6 +131,7 @@ def build_metadata(cfg: ModelConfig, info: dict, source_sha256: str, fp16: bool)
         "image_size": str(cfg.image_size),
         "num_classes": str(cfg.num_classes),
         "channels": str(cfg.channels),
+        "dataset": cfg.dataset,
         "class_names": json.dumps(list(cfg.labels)),
         "labels": f"int64 in [0, {cfg.num_classes})" if cfg.conditional else "none",
         "output_range": "-1,1",

@@ -48,15 +48,17 @@ def test_gate_refuses_a_badly_calibrated_model_and_writes_nothing(tmp_path):
     assert not out.exists() and not list(tmp_path.iterdir())
 
 
-@pytest.mark.parametrize("size", [28, 64])
-def test_int8_from_a_pth(models, tmp_path, size):
-    """The .pth goes through the fp32 export (with its parity check) first; 64x64 gets the pixel bound."""
-    pth = models[size, True][0]
+@pytest.mark.parametrize("kind", ["mnist", "rgb"])
+def test_int8_from_a_pth(models, rgb_onnx, tmp_path, kind):
+    """The .pth goes through the fp32 export (with its parity check) first; data the MNIST scorer cannot judge
+    (here a colour model) gets the pixel bound."""
+    pth = models[28, True][0] if kind == "mnist" else rgb_onnx.with_suffix(".pth")
+    size = 28 if kind == "mnist" else 32
     out = tmp_path / "g8.onnx"
     result = python_m("exporter", str(pth), "--int8", "--calibration", "64", "--out", str(out))
     assert result.returncode == 0, result.stderr
     assert "parity vs PyTorch on CPUExecutionProvider" in result.stdout
-    assert ("pixel-statistics bound" in result.stdout) == (size == 64), result.stdout
+    assert ("pixel-statistics bound" in result.stdout) == (kind == "rgb"), result.stdout
     assert metadata(out)["precision"] == "int8" and metadata(out)["image_size"] == str(size)
     assert not (tmp_path / "generator.onnx").exists()  # only the file asked for
     grid = tmp_path / "grid.png"
@@ -121,11 +123,8 @@ def test_bad_input_is_one_line_and_leaves_no_file(models, int8_onnx, tmp_path):
     assert cond_onnx.read_bytes() == before
 
 
-def test_pixel_bound_refuses_a_badly_calibrated_64x64_model(models, tmp_path):
-    """No scorer reads 64x64 images, so the pixel-statistics bound is the gate there, and it can say no."""
-    from exporter.export import export
-
-    fp32 = export(models[64, False][0], tmp_path / "g64.onnx").path
+def test_pixel_bound_refuses_a_badly_calibrated_colour_model(rgb_onnx, tmp_path):
+    """The MNIST scorer cannot judge colour images, so the pixel-statistics bound is the gate there; it can say no."""
     with pytest.raises(UserError, match=r"mean \|int8 - fp32\| per pixel"):
-        quantize(fp32, tmp_path / "bad.onnx", calibration=64, latent_std=30.0)
+        quantize(rgb_onnx, tmp_path / "bad.onnx", calibration=64, latent_std=30.0)
     assert not (tmp_path / "bad.onnx").exists()

@@ -80,7 +80,7 @@ class TrainConfig:
         conditional = data.num_classes > 0 and not self.unconditional
         return ModelConfig(latent_dim=self.latent_dim, image_size=data.images.shape[1], channels=data.channels,
                            num_classes=data.num_classes if conditional else 0,
-                           class_names=tuple(data.class_names) if conditional else ())
+                           class_names=tuple(data.class_names) if conditional else (), dataset=self.dataset)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -36,6 +36,7 @@ class ModelConfig:
     embed_dim: int = 50  # size of G's label embedding
     channels: int = 1  # 1 grey, 3 RGB
     class_names: tuple[str, ...] = ()  # one per class; () = "0".."N-1"
+    dataset: str = "mnist"  # what it was trained on (decides which scorer can judge it)
 
     def __post_init__(self):
         if self.image_size not in IMAGE_SIZES:
@@ -62,7 +63,10 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, d: dict) -> ModelConfig:
         names = cls.__dataclass_fields__.keys()
-        return cls(**{k: (tuple(map(str, v)) if k == "class_names" else int(v)) for k, v in d.items() if k in names})
+        def value(key, v):
+            return tuple(map(str, v)) if key == "class_names" else str(v) if key == "dataset" else int(v)
+
+        return cls(**{k: value(k, v) for k, v in d.items() if k in names})
 
 
 class LatentProjection(nn.ConvTranspose2d):
