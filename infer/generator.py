@@ -27,9 +27,9 @@ PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 def resolve_model(model: str | os.PathLike | None, provider: str = "auto") -> Path:
     """--model, else ./artifacts/generator.onnx, else the pretrained model shipped in the package.
 
-    The package ships it twice (MODEL_CARD.md): int8 runs by default on CPU (2.0-2.5x the fp32
-    images/s there, a quarter of the size, FID 9.77 against 9.64), fp32 on CUDA, where onnxruntime
-    has no int8 convolutions. `--model fp32` or `--model int8` picks one.
+    The package ships it twice: int8 runs by default on CPU (faster there, a quarter of the size, about
+    the same FID: MODEL_CARD.md, docs/int8.md), fp32 on CUDA, where onnxruntime has no int8
+    convolutions. `--model fp32` or `--model int8` picks one.
     """
     if model is not None:
         path = Path(model)
