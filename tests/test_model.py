@@ -82,4 +82,4 @@ def test_named_parts_are_the_layers_they_name():
 
 def test_bad_image_size():
     with pytest.raises(ValueError):
-        ModelConfig(image_size=32)
+        ModelConfig(image_size=48)
