@@ -65,16 +65,19 @@ def test_cli_runs_without_torch(runtime_env, cond_onnx, int8_onnx, tmp_path):
 
 
 def test_infer_modules_import_nothing_of_torch_or_training(runtime_env):
-    code = ("import sys, infer.cli, infer.generator, infer.files, infer.latent; "
+    code = ("import sys, infer.cli, infer.generator, infer.files, infer.latent, infer.images, infer.score; "
             "bad = sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'trainer', 'exporter'}); print(bad)")
-    result = subprocess.run([str(runtime_env / "bin" / "python"), "-c", code], capture_output=True, text=True)
+    result = subprocess.run([str(runtime_env / "bin" / "python"), "-c", code], capture_output=True, text=True,
+                            cwd=runtime_env)  # the installed package, not the repository's infer/
     assert result.returncode == 0 and result.stdout.strip() == "[]", result.stdout + result.stderr
 
 
 def test_base_install_leaves_training_data_out(runtime_env):
     """MNIST (11 MB) is for training: the runtime install carries the generator and scorer, not the data."""
     code = "import infer, pathlib; print(pathlib.Path(infer.__file__).parents[1])"
-    site = subprocess.run([str(runtime_env / "bin" / "python"), "-c", code], capture_output=True, text=True)
+    site = subprocess.run([str(runtime_env / "bin" / "python"), "-c", code], capture_output=True, text=True,
+                          cwd=runtime_env)  # not the repository, whose own infer/ would be found first
+    assert "site-packages" in site.stdout, site.stdout + site.stderr
     site_packages = __import__("pathlib").Path(site.stdout.strip())
     assert (site_packages / "infer" / "assets" / "generator.onnx").is_file()
     assert not list(site_packages.glob("trainer/mnist*")) and not list(site_packages.rglob("*idx3-ubyte*"))
@@ -100,7 +103,8 @@ def test_serve_runs_without_torch(serve_env, cond_onnx, tmp_path):
         assert http_get(url + "static/app.js")[0] == 200
     code = ("import sys, infer.serve; bad = sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'trainer', "
             "'exporter'}); print(bad)")
-    result = subprocess.run([str(serve_env / "bin" / "python"), "-c", code], capture_output=True, text=True)
+    result = subprocess.run([str(serve_env / "bin" / "python"), "-c", code], capture_output=True, text=True,
+                            cwd=serve_env)
     assert result.returncode == 0 and result.stdout.strip() == "[]", result.stdout + result.stderr
 
 
