@@ -100,7 +100,7 @@ def resolve_config(given: dict) -> tuple[TrainConfig, dict | None]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .distributed import Distributed, SharedError, is_peer_failure
+    from .distributed import Distributed, SharedError, is_peer_failure, same_everywhere
 
     dist = Distributed.from_environment()  # a world of one unless torchrun started this process
     parser = build_parser()
@@ -118,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         with dist.all_or_none():
             cfg, ckpt = resolve_config(given)
             cfg.validate()
+        same_everywhere(dist, cfg.to_dict(), local=("out", "data_dir", "resume"))
         trainer = train(cfg, ckpt, dist=dist)
     except Interrupted as e:
         say(f"interrupted: {e}")

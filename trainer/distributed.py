@@ -159,6 +159,21 @@ class Distributed:
         raise SharedError(f"rank {rank}: {message}")
 
 
+def same_everywhere(dist: Distributed, options: dict, local: tuple[str, ...] = ()) -> None:
+    """Refuse (on every rank) a job whose ranks were started with different options: they would not keep step.
+
+    `local` names options that may differ per machine (paths).
+    """
+    mine = {k: v for k, v in options.items() if k not in local}
+    for rank, theirs in enumerate(dist.gather(mine)):
+        different = [k for k in mine if theirs[k] != mine[k]]
+        if different:
+            k = different[0]
+            raise SharedError(f"the ranks were started with different options: --{k.replace('_', '-')} is "
+                              f"{theirs[k]} on rank {rank} and {mine[k]} on rank {dist.rank}; start every node "
+                              "with the same options")
+
+
 def is_peer_failure(error: BaseException) -> bool:
     """A collective that failed because another rank is gone (crashed, or stopped by torchrun)."""
     if isinstance(error, dist.DistError):
