@@ -210,3 +210,26 @@ def test_a_bad_option_is_reported_once(args, message, tmp_path):
     lines = [line for line in result.stderr.splitlines() if "error:" in line and "torch.distributed" not in line]
     assert len(lines) == 1 and message in lines[0], result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_a_rank_that_dies_mid_run_fails_the_job_cleanly(tmp_path):
+    """The kernel's OOM killer, a lost machine: rank 1 is SIGKILLed; rank 0 stops with one line, no traceback."""
+    args = ["--limit", "2048", "--batch-size", "32", "--eval-every", "0", "--log-every", "2", "--epochs", "1",
+            "--out", str(tmp_path)]
+    endpoint = f"127.0.0.1:{free_port()}"
+    procs = [subprocess.Popen([TORCHRUN, "--nnodes", "2", "--nproc_per_node", "1", "--rdzv-backend", "c10d",
+                               "--rdzv-endpoint", endpoint, "--rdzv-id", "test", "-m", "trainer", *args],
+                              cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    metrics = tmp_path / "metrics.jsonl"
+    deadline = time.time() + TIMEOUT
+    while not (metrics.exists() and metrics.read_text().count("\n") >= 2) and time.time() < deadline:
+        time.sleep(0.05)
+    victim = subprocess.run(["pgrep", "-P", str(procs[1].pid)], capture_output=True, text=True).stdout.split()
+    assert victim, "node 1's rank is not running"
+    subprocess.run(["kill", "-KILL", victim[0]], check=True)
+    stderr = "".join(proc.communicate(timeout=TIMEOUT)[1] for proc in procs)
+    assert all(proc.returncode != 0 for proc in procs)
+    assert_no_trainer_traceback(stderr)
+    assert len(our_lines(stderr, "rank ")) == 1 and "another rank is gone" in stderr, stderr
+    assert not (tmp_path / "generator.pth").exists() and not list(tmp_path.rglob("*.tmp"))
