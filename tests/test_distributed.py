@@ -28,9 +28,8 @@ def free_port() -> int:
 
 
 def torchrun(*args: str, nproc: int = 2, **kw):
-    standalone = ["--nproc_per_node", str(nproc), "--rdzv-backend", "c10d", "--rdzv-endpoint",
-                  f"127.0.0.1:{free_port()}"]  # a port of its own: tests may run side by side
-    return run(TORCHRUN, *standalone, "-m", "trainer", *args, timeout=TIMEOUT, **kw)
+    """One machine: --standalone picks a free port for its own rendezvous."""
+    return run(TORCHRUN, "--standalone", "--nproc_per_node", str(nproc), "-m", "trainer", *args, timeout=TIMEOUT, **kw)
 
 
 def two_nodes(node_args: tuple[list[str], list[str]]) -> list[subprocess.CompletedProcess]:
@@ -148,22 +147,22 @@ def test_resume_of_a_two_process_run_is_exact(two_process_run, tmp_path):
     assert "written by 2 process(es), this run has 1" in single.stderr
 
 
-def test_ctrl_c_stops_every_rank_and_rank_0_saves(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_stops_every_rank_and_rank_0_saves(sig, tmp_path):
     args = ["--limit", "2048", "--batch-size", "32", "--eval-every", "0", "--log-every", "2", "--epochs", "1"]
-    command = [TORCHRUN, "--nproc_per_node", "2", "--rdzv-backend", "c10d", "--rdzv-endpoint",
-               f"127.0.0.1:{free_port()}", "-m", "trainer", *args, "--out", str(tmp_path)]
+    command = [TORCHRUN, "--standalone", "--nproc_per_node", "2", "-m", "trainer", *args, "--out", str(tmp_path)]
     proc = subprocess.Popen(command, cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     metrics = tmp_path / "metrics.jsonl"
     deadline = time.time() + TIMEOUT
     while not (metrics.exists() and metrics.read_text().count("\n") >= 2) and time.time() < deadline:
         time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     _, stderr = proc.communicate(timeout=TIMEOUT)
     # torchrun forwards the signal to every rank and then exits non-zero itself (its SignalException);
     # the ranks stop at the same step and exit 130, rank 0 saying where it saved.
     assert proc.returncode != 0
     assert_no_trainer_traceback(stderr)
-    interrupted = our_lines(stderr, "interrupted: SIGINT: saved")
+    interrupted = our_lines(stderr, f"interrupted: {sig.name}: saved")
     assert len(interrupted) == 1 and "--resume" in interrupted[0], stderr
     checkpoint = torch.load(tmp_path / "checkpoints/last.pt", weights_only=True)
     assert 0 < checkpoint["global_step"] < 32 and len(checkpoint["rng"]["noise_ranks"]) == 2
