@@ -54,13 +54,17 @@ def main() -> None:
           f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} before the runs")
     with tempfile.TemporaryDirectory() as tmp:
         single_out, ddp_out = Path(tmp) / "single", Path(tmp) / "ddp"
-        single = timed_run([sys.executable, "-m", "trainer", *common, "--batch-size", str(args.batch_size),
-                            "--out", str(single_out)], args.threads, single_out)
+        single_command = [sys.executable, "-m", "trainer", *common, "--batch-size", str(args.batch_size)]
+        single = timed_run([*single_command, "--out", str(single_out)], args.threads, single_out)
+        # The same single process on one thread: separates "more processes" from "fewer threads each".
+        one_thread = timed_run([*single_command, "--out", str(Path(tmp) / "one")], 1, Path(tmp) / "one")
         ddp = timed_run([TORCHRUN, "--standalone", "--nproc_per_node", str(n), "-m", "trainer", *common,
                          "--batch-size", str(args.batch_size // n), "--out", str(ddp_out)],
                         max(1, args.threads // n), ddp_out)
     print(f"1 process x {args.threads} threads (python -m trainer):        {single[0]:8.1f} images/s, "
           f"wall {single[1]:6.1f} s")
+    print(f"1 process x 1 thread (python -m trainer):           {one_thread[0]:8.1f} images/s, "
+          f"wall {one_thread[1]:6.1f} s")
     print(f"{n} processes x {max(1, args.threads // n)} thread(s) (torchrun, DDP, gloo): {ddp[0]:8.1f} images/s, "
           f"wall {ddp[1]:6.1f} s")
     print(f"throughput ratio (DDP / single) {ddp[0] / single[0]:.2f}x, wall-time ratio {ddp[1] / single[1]:.2f}x")
