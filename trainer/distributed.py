@@ -53,7 +53,8 @@ class Distributed:
             return
         backend = "gloo"
         if torch.cuda.is_available():
-            torch.cuda.set_device(self.local_rank)  # one GPU per process
+            if self.local_rank < torch.cuda.device_count():  # more ranks than GPUs: refused in device_name()
+                torch.cuda.set_device(self.local_rank)  # one GPU per process
             backend = "cpu:gloo,cuda:nccl"  # refusals and agreements travel on the CPU, tensors on the GPU
         dist.init_process_group(backend)
 
