@@ -1,11 +1,12 @@
 """Data parallelism on this machine: 1 process x T threads against N processes x T/N threads (torchrun, DDP).
 
-Both sides are the real command on the same images, epochs and global batch (N x batch/N per rank), one
+The same single process on one thread runs too, so "more processes" and "fewer threads each" can be told
+apart. Both sides are the real command on the same images, epochs and global batch (N x batch/N per rank), one
 after the other: `python -m trainer` against `torchrun --nproc_per_node N -m trainer`. Reported: the
 training throughput (images/s of the whole run, the mean of its log points after the first, from
 metrics.jsonl) and the wall time of each command, start-up included.
 
-    python benchmarks/ddp_speed.py                          # 2 processes x 1 thread vs 1 x 2, 8,192 images, 1 epoch
+    python benchmarks/ddp_speed.py                          # 2 processes x 1 thread vs 1 x 2 (and 1 x 1), 8,192 images
     python benchmarks/ddp_speed.py --limit 60000 --epochs 2 # the full set
 """
 

@@ -87,7 +87,9 @@ def test_one_process_sees_exactly_the_single_process_batches():
 @pytest.fixture(scope="module")
 def two_process_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("ddp")
-    result = torchrun(*TINY_RUN, "--epochs", "1", "--precision", "fp32", "--out", str(out))
+    # FID on: scored once by rank 0 and shared, so every rank keeps the same best epoch.
+    result = torchrun(*TINY_RUN, "--epochs", "1", "--precision", "fp32", "--eval-every", "1", "--eval-samples", "200",
+                      "--out", str(out))
     assert result.returncode == 0, result.stderr
     return out, result
 
@@ -104,12 +106,15 @@ def test_two_processes_write_every_output_once(two_process_run):
     assert len(our_lines(result.stderr, "epoch 1/1 done")) == 1 and len(our_lines(result.stderr, "done:")) == 1
     # 256 images, 2 ranks x 32 per step: 4 steps, logged at steps 2 and 4, averaged over the ranks.
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in records] == [2, 4]
-    assert all(math.isfinite(r[k]) for r in records for k in ("loss_d", "loss_g", "d_x", "d_gz"))
+    train, evals = [r for r in records if "loss_d" in r], [r for r in records if "fid" in r]
+    assert [r["step"] for r in train] == [2, 4]
+    assert all(math.isfinite(r[k]) for r in train for k in ("loss_d", "loss_g", "d_x", "d_gz"))
+    assert len(evals) == 1 and math.isfinite(evals[0]["fid"])
+    assert (out / "checkpoints/best.pt").is_file()
     assert json.loads((out / "config.json").read_text())["resolved"]["world_size"] == 2
     checkpoint = torch.load(out / "checkpoints/last.pt", weights_only=True)
     assert checkpoint["world_size"] == 2 and len(checkpoint["rng"]["noise_ranks"]) == 2
-    assert checkpoint["global_step"] == 4
+    assert checkpoint["global_step"] == 4 and checkpoint["best"]["epoch"] == 1
 
 
 def test_two_nodes_on_loopback_complete_the_same_run(tmp_path):
