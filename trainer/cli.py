@@ -29,13 +29,15 @@ def build_parser() -> argparse.ArgumentParser:
                "  python -m trainer --limit 2048 --epochs 1 --out runs/try\n"
                "  python -m trainer --resume            # continue artifacts/checkpoints/last.pt\n"
                "  python -m trainer --dataset fashion-mnist --data-dir data/fashion\n"
-               "  python -m trainer --dataset folder --data-dir photos/ --image-size 64   # one subfolder per class",
+               "  python -m trainer --dataset folder --data-dir photos/ --image-size 64   # one subfolder per class\n"
+               "  torchrun --nproc_per_node 4 -m trainer --epochs 30   # 4 processes (GPUs), DistributedDataParallel",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         argument_default=argparse.SUPPRESS,  # so we know which options the user gave
     )
     a = p.add_argument
     a("--epochs", type=int, help=f"epochs to train in total (default {d.epochs})")
-    a("--batch-size", type=int, help=f"images per step (default {d.batch_size})")
+    a("--batch-size", type=int, help=f"images per step and per process (default {d.batch_size}); under torchrun "
+      "with N processes a step trains on N x batch-size images; nothing, learning rates included, is rescaled")
     a("--latent-dim", type=int, help=f"size of the noise vector z (default {d.latent_dim})")
     a("--dataset",
       help="mnist (bundled, default); fashion-mnist, kmnist or idx (IDX files), cifar10 (binary version) or folder "
@@ -67,6 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
     a("--ema", type=float, help="keep an exponential moving average of G's weights with this decay (e.g. 0.999) "
       "and evaluate, sample and export it; 0 = off (default)")
     a("--keep", choices=["best", "last"], help="generator.pth from the best-FID epoch or the last (default best)")
+    a("--tensorboard", action=argparse.BooleanOptionalAction,
+      help="write TensorBoard event files to OUT/tensorboard (default on)")
+    a("--wandb", metavar="PROJECT", help="log to this Weights & Biases project too (pip install -e \".[wandb]\"; "
+      "WANDB_MODE=offline works without network)")
     return p
 
 
@@ -94,22 +100,48 @@ def resolve_config(given: dict) -> tuple[TrainConfig, dict | None]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    given = vars(build_parser().parse_args(argv))
+    from .distributed import Distributed, SharedError, is_peer_failure, same_everywhere
+
+    dist = Distributed.from_environment()  # a world of one unless torchrun started this process
+    parser = build_parser()
+    if not dist.is_main:  # every rank parses the same command line: rank 0 alone reports a bad one
+        parser.error = lambda message: sys.exit(2)
+    given = vars(parser.parse_args(argv))
     from .train import EXIT_INTERRUPTED, EXIT_NONFINITE, Interrupted, NonFiniteLoss, train
 
+    def say(line: str) -> None:  # what every rank meets alike is said once, by rank 0
+        if dist.is_main:
+            print(line, file=sys.stderr)
+
+    dist.start()
     try:
-        cfg, ckpt = resolve_config(given)
-        cfg.validate()
-        trainer = train(cfg, ckpt)
+        with dist.all_or_none():
+            cfg, ckpt = resolve_config(given)
+            cfg.validate()
+        same_everywhere(dist, cfg.to_dict(), local=("out", "data_dir", "resume"))
+        trainer = train(cfg, ckpt, dist=dist)
     except Interrupted as e:
-        print(f"interrupted: {e}", file=sys.stderr)
+        say(f"interrupted: {e}")
         return EXIT_INTERRUPTED
-    except NonFiniteLoss as e:
-        print(f"error: {e}", file=sys.stderr)
+    except NonFiniteLoss as e:  # the losses are averaged over the ranks: every rank stops at the same step
+        say(f"error: {e}")
         return EXIT_NONFINITE
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
+    except SharedError as e:
+        say(f"error: {e}")
         return 2
+    except UserError as e:  # this rank's own (out of memory): the others learn of it from torchrun
+        rank = f"rank {dist.rank}: " if dist.active else ""
+        print(f"error: {rank}{e}", file=sys.stderr)
+        return 2
+    except RuntimeError as e:
+        if not (dist.active and is_peer_failure(e)):
+            raise
+        print(f"rank {dist.rank} stopped: another rank is gone (its message, if any, is above)", file=sys.stderr)
+        return 1
+    finally:
+        dist.stop()
+    if not dist.is_main:
+        return 0
     out, first, last = trainer.out, trainer.first_epoch, trainer.state.epoch
     if first > last:
         did = f"nothing to train: the run already holds {last} epochs (--epochs {cfg.epochs})"

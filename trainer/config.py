@@ -40,6 +40,8 @@ class TrainConfig:
     eval_samples: int = 10_000
     ema: float = 0.0  # decay of an exponential moving average of G's weights; 0 = none
     keep: str = "best"  # generator.pth from the best-FID epoch, or the last
+    tensorboard: bool = True  # event files under OUT/tensorboard
+    wandb: str | None = None  # a W&B project to log to as well
 
     def validate(self) -> None:
         positive = {"epochs": self.epochs, "batch size": self.batch_size, "latent dim": self.latent_dim,

@@ -7,6 +7,8 @@ from collections import deque
 
 import torch
 
+from .distributed import Distributed
+
 GREEN, YELLOW, RED = "green", "yellow", "red"
 METRIC_NAMES = ("loss_d", "loss_g", "d_x", "d_gz")
 
@@ -25,10 +27,17 @@ class RunningMetrics:
         self.nonfinite += (~torch.isfinite(values)).any()
         self.count += 1
 
-    def read(self) -> tuple[dict, int]:
-        """Means since the last read, and how many of those steps had a non-finite value (one sync)."""
-        values = (self.sums / max(self.count, 1)).tolist()
-        nonfinite = int(self.nonfinite)
+    def read(self, dist: Distributed | None = None) -> tuple[dict, int]:
+        """Means since the last read, and how many of those steps had a non-finite value (one sync).
+
+        Under torchrun: the mean over the ranks, and the most non-finite steps any rank had, so every
+        rank logs (and stops on) the same figures.
+        """
+        means, nonfinite = self.sums / max(self.count, 1), self.nonfinite
+        if dist is not None:
+            means, nonfinite = dist.mean(means), dist.max(nonfinite)
+        values = means.tolist()
+        nonfinite = int(nonfinite)
         self.sums.zero_()
         self.nonfinite.zero_()
         self.count = 0

@@ -31,8 +31,10 @@ from .checkpoint import (
 )
 from .config import TrainConfig
 from .data import InMemoryBatches, load_dataset, to_float
+from .distributed import Distributed
 from .model import Discriminator, Generator, ModelConfig, build_models
 from .monitor import RED, Health, RunningMetrics, within_class_spread
+from .tracking import Tracking
 
 EXIT_INTERRUPTED = 130
 EXIT_NONFINITE = 3
@@ -123,29 +125,38 @@ def is_out_of_memory(error: BaseException) -> bool:
 
 
 class Trainer:
-    def __init__(self, cfg: TrainConfig):
+    def __init__(self, cfg: TrainConfig, dist: Distributed | None = None):
         self.cfg = cfg
         self.out = Path(cfg.out)
-        self.device = resolve_device(cfg.device)
-        self.precision = resolve_precision(cfg.precision, self.device)
+        self.dist = dist or Distributed()  # a world of one unless torchrun started this process
         self.use_compile = cfg.compile  # no gain measured on CPU (docs/performance.md): opt-in
         self.stop_signal: int | None = None
 
-        # Everything that can be refused is checked before any file is touched or any model built.
-        data = load_dataset(cfg.dataset, "train", cfg.data_dir, cfg.image_size, cfg.channels)
-        for note in data.notes:
-            print(f"note: {note}", file=sys.stderr)
-        if cfg.limit is not None:
-            data = data.take(cfg.limit)
-        if cfg.batch_size > len(data.images):
-            raise UserError(f"--batch-size {cfg.batch_size} is larger than the training set "
-                            f"({len(data.images)} images)")
-        if data.labels is None and not cfg.unconditional:
-            print("note: the data has no classes (a flat folder): training an unconditional model", file=sys.stderr)
-        cfg.image_size, cfg.channels = data.images.shape[1], data.channels  # what the run really uses, recorded
-        self.model_cfg = cfg.model_config(data)
-        check_model_fits(self.model_cfg, self.device)
-        self._prepare_out()
+        # Everything that can be refused is checked before any file is touched or any model built;
+        # under torchrun a refusal on any rank stops every rank, and is printed once.
+        with self.dist.all_or_none():
+            self.device = resolve_device(self.dist.device_name(cfg.device))
+            self.precision = resolve_precision(cfg.precision, self.device)
+            data = load_dataset(cfg.dataset, "train", cfg.data_dir, cfg.image_size, cfg.channels)
+            if cfg.limit is not None:
+                data = data.take(cfg.limit)
+            step_images = cfg.batch_size * self.dist.world_size
+            if step_images > len(data.images):
+                per_rank = f" x {self.dist.world_size} processes" if self.dist.active else ""
+                raise UserError(f"--batch-size {cfg.batch_size}{per_rank} is larger than the training set "
+                                f"({len(data.images)} images)")
+            cfg.image_size, cfg.channels = data.images.shape[1], data.channels  # what the run really uses, recorded
+            self.model_cfg = cfg.model_config(data)
+            check_model_fits(self.model_cfg, self.device)
+            if cfg.wandb:
+                Tracking.check_wandb()
+            if self.dist.is_main:
+                for note in data.notes:
+                    print(f"note: {note}", file=sys.stderr)
+                if data.labels is None and not cfg.unconditional:
+                    print("note: the data has no classes (a flat folder): training an unconditional model",
+                          file=sys.stderr)
+                self._prepare_out()
 
         if self.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True
@@ -166,30 +177,40 @@ class Trainer:
         betas = (cfg.beta1, cfg.beta2)
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=cfg.lr_g, betas=betas, fused=True)
         self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=cfg.lr_d, betas=betas, fused=True)
-        self.noise = torch.Generator(self.device).manual_seed(cfg.seed)
+        # Each rank draws its own noise (rank 0's is the single-process run's), and its own share of the data.
+        self.noise = torch.Generator(self.device).manual_seed(cfg.seed + self.dist.rank)
         self.state = RunState()
 
         x = torch.from_numpy(data.images.copy()).to(self.device)  # uint8, converted per batch
         y = torch.from_numpy(data.labels if data.labels is not None else np.zeros(len(x), np.int64)).to(self.device)
-        self.batches = InMemoryBatches(x, y, cfg.batch_size, cfg.seed)
+        self.batches = InMemoryBatches(x, y, cfg.batch_size, cfg.seed, self.dist)
 
         # FID needs a scorer for this data: OUT/scorer (python -m trainer.classifier), or the bundled MNIST one.
+        # Under torchrun rank 0 alone scores (its OUT/scorer), and tells the others whether it does.
         self.evaluator = None
-        if cfg.eval_every:
-            from .evaluate import Evaluator
+        with self.dist.all_or_none():
+            if cfg.eval_every and self.dist.is_main:
+                from .evaluate import Evaluator
 
-            own = self.out / "scorer"
-            if (own / CLASSIFIER.name).is_file():
-                self.evaluator = Evaluator(self.model_cfg, cfg.eval_samples, scorer=own)
-            elif cfg.dataset == "mnist" and cfg.channels == 1:
-                self.evaluator = Evaluator(self.model_cfg, cfg.eval_samples)
-            else:
-                print(f"note: no scorer for {cfg.dataset} data, so no FID or best-epoch selection; build one with "
-                      f"python -m trainer.classifier --dataset {cfg.dataset} --data-dir DIR --out {own}",
-                      file=sys.stderr)
+                own = self.out / "scorer"
+                if (own / CLASSIFIER.name).is_file():
+                    self.evaluator = Evaluator(self.model_cfg, cfg.eval_samples, scorer=own)
+                elif cfg.dataset == "mnist" and cfg.channels == 1:
+                    self.evaluator = Evaluator(self.model_cfg, cfg.eval_samples)
+                else:
+                    print(f"note: no scorer for {cfg.dataset} data, so no FID or best-epoch selection; build one "
+                          f"with python -m trainer.classifier --dataset {cfg.dataset} --data-dir DIR --out {own}",
+                          file=sys.stderr)
+        self.scoring = self.dist.from_main(self.evaluator is not None)
 
-        g, d = self.generator, self.discriminator
-        self.g_step, self.d_forward = (torch.compile(g), torch.compile(d)) if self.use_compile else (g, d)
+        # Under torchrun G and D train wrapped in DistributedDataParallel (gradients averaged over the ranks).
+        # G's step runs D frozen, through D itself: DDP would wait for D gradients that step never makes.
+        g = self.dist.wrap(self.generator, self.device)
+        d = self.dist.wrap(self.discriminator, self.device)
+        compiled = torch.compile if self.use_compile else (lambda model: model)
+        self.g_step, self.d_forward = compiled(g), compiled(d)
+        self.d_frozen = self.d_forward if d is self.discriminator else compiled(self.discriminator)
+        self.tracking = Tracking()  # nothing tracked until run() starts it on rank 0
 
     def _prepare_out(self) -> None:
         try:
@@ -218,8 +239,10 @@ class Trainer:
             "epoch": s.epoch,
             "step_in_epoch": s.step_in_epoch,
             "global_step": s.global_step,
+            "world_size": self.dist.world_size,
             "rng": {
                 "noise": self.noise.get_state(),
+                "noise_ranks": self.dist.gather(self.noise.get_state()),  # every rank's, for --resume
                 "torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             },
@@ -230,6 +253,11 @@ class Trainer:
 
     def load_checkpoint(self, ckpt: dict, path: Path) -> None:
         """Restore weights, optimizers, RNG states and position from a loaded checkpoint."""
+        saved_world = ckpt.get("world_size", 1)
+        if saved_world != self.dist.world_size:
+            # Each rank's share of the data and its noise depend on the world size: refuse rather than drift.
+            raise UserError(f"{path} was written by {saved_world} process(es), this run has {self.dist.world_size}; "
+                            f"resume with the same count ({_launch_hint(saved_world)})")
         try:
             self.generator.load_state_dict(ckpt["generator"]["state_dict"])
             if self.generator_ema is not None:
@@ -237,7 +265,7 @@ class Trainer:
             self.discriminator.load_state_dict(ckpt["discriminator"]["state_dict"])
             self.opt_g.load_state_dict(ckpt["opt_g"])
             self.opt_d.load_state_dict(ckpt["opt_d"])
-            self.noise.set_state(ckpt["rng"]["noise"])
+            self.noise.set_state(ckpt["rng"].get("noise_ranks", [ckpt["rng"]["noise"]])[self.dist.rank])
             torch.set_rng_state(ckpt["rng"]["torch"])
             if ckpt["rng"]["cuda"] and torch.cuda.is_available():
                 torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
@@ -246,12 +274,16 @@ class Trainer:
         except (KeyError, TypeError, ValueError, RuntimeError) as e:
             raise UserError(f"{path}: checkpoint does not fit this model ({str(e).splitlines()[0][:160]})") from None
         # Rewrite the metrics log so it holds exactly the history of the resumed run.
-        with atomic_path(self.out / "metrics.jsonl") as tmp:
-            tmp.write_text("".join(json.dumps(h) + "\n" for h in self.state.history))
+        if self.dist.is_main:
+            with atomic_path(self.out / "metrics.jsonl") as tmp:
+                tmp.write_text("".join(json.dumps(h) + "\n" for h in self.state.history))
 
     def save_checkpoint(self) -> Path:
+        """Every rank takes part (each gives its noise state); rank 0 alone writes."""
         path = self.out / "checkpoints" / "last.pt"
-        save_atomic(self.checkpoint(), path)
+        checkpoint = self.checkpoint()
+        if self.dist.is_main:
+            save_atomic(checkpoint, path)
         return path
 
     # ---- the step ----------------------------------------------------------------------------
@@ -277,7 +309,7 @@ class Trainer:
         # not needed here, so freeze D for this backward instead of computing and discarding them.
         self.discriminator.requires_grad_(False)
         with autocast:
-            loss_g = bce(d(fake, cond).float(), targets["ones"])
+            loss_g = bce(self.d_frozen(fake, cond).float(), targets["ones"])
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         self.opt_g.step()
@@ -292,7 +324,10 @@ class Trainer:
         """Train to cfg.epochs. A bar on a terminal; otherwise (logs, CI) one line per log point."""
         cfg, s = self.cfg, self.state
         started = time.perf_counter()
-        self.write_static_artifacts()
+        progress = progress and self.dist.is_main  # rank 0 speaks for the run
+        if self.dist.is_main:
+            self.write_static_artifacts()
+            self.tracking = Tracking(self.out, cfg, self.state.global_step)
         b = cfg.batch_size
         targets = {
             "real": torch.full((b,), cfg.real_label, device=self.device),
@@ -312,8 +347,9 @@ class Trainer:
             if self.generator_ema is not None:
                 self._recalibrate_ema()
             path = self.save_checkpoint()
+            why = signal.Signals(self.stop_signal).name if self.stop_signal else "stopped on another rank"
             raise Interrupted(
-                f"{signal.Signals(self.stop_signal).name}: saved {path} (epoch {s.epoch + 1}, step {s.step_in_epoch} "
+                f"{why}: saved {path} (epoch {s.epoch + 1}, step {s.step_in_epoch} "
                 f"of {self.batches.steps_per_epoch}); continue with --resume --out {self.out}"
             ) from None
         except (RuntimeError, MemoryError) as e:  # torch.OutOfMemoryError is a RuntimeError
@@ -325,7 +361,9 @@ class Trainer:
         finally:
             for sig, handler in previous_handlers.items():
                 signal.signal(sig, handler)
-        self.write_final_artifacts()
+            self.tracking.close()
+        if self.dist.is_main:
+            self.write_final_artifacts()
         self.wall_seconds = time.perf_counter() - started
 
     def train_epoch(self, epoch: int, targets: dict, metrics: RunningMetrics, health: Health, progress: bool) -> None:
@@ -341,7 +379,7 @@ class Trainer:
                 metrics.add(*values)
                 s.step_in_epoch += 1
                 s.global_step += 1
-                images_since += cfg.batch_size
+                images_since += cfg.batch_size * self.dist.world_size  # the whole run's images, every rank's
                 bar.update(1)
                 if s.global_step % cfg.log_every == 0 or s.step_in_epoch == steps:
                     now = time.perf_counter()
@@ -351,17 +389,19 @@ class Trainer:
                     if progress and not tty:
                         print(f"epoch {epoch} step {s.step_in_epoch}/{steps}  {_postfix(record, False)}",
                               file=sys.stderr, flush=True)
-                if self.stop_signal is not None:
+                if self.dist.any(self.stop_signal is not None):  # every rank stops at the same step
                     raise Interrupted
 
     def _on_signal(self, signum, _frame) -> None:
-        if self.stop_signal is not None:  # a second Ctrl-C: the user means it
+        # A second Ctrl-C: the user means it. Not under torchrun, where one Ctrl-C arrives twice (from the
+        # terminal and from torchrun) and torchrun itself kills ranks still running 30 s later.
+        if self.stop_signal is not None and not self.dist.launched:
             raise KeyboardInterrupt
         self.stop_signal = signum
 
     def _log_point(self, metrics, health, real, labels, fake, images_per_s) -> dict:
         s = self.state
-        values, nonfinite = metrics.read()
+        values, nonfinite = metrics.read(self.dist)
         if nonfinite:
             # Once a loss is non-finite the weights are poisoned, so every later step is too.
             bad_step = s.global_step - nonfinite + 1
@@ -371,6 +411,7 @@ class Trainer:
             )
         cond = labels if self.model_cfg.conditional else None
         diversity = within_class_spread(fake, cond) / max(within_class_spread(real, cond), 1e-8)
+        diversity = self.dist.mean(torch.tensor([diversity], dtype=torch.float64)).item()  # over the ranks' batches
         record = {"epoch": s.epoch + 1, "step": s.global_step, **values, "pixel_diversity": diversity,
                   "images_per_s": images_per_s}
         record["health"], record["health_reason"] = health.update(record)
@@ -389,29 +430,33 @@ class Trainer:
         from the checkpoint's history.
         """
         self.state.history.append(record)
-        with open(self.out / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
+        if self.dist.is_main:
+            with open(self.out / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
+            self.tracking.log(record)
 
     def end_of_epoch(self, epoch: int) -> None:
         cfg, s, out = self.cfg, self.state, self.out
         scores = None
         if self.generator_ema is not None:
             self._recalibrate_ema()
-        if self.evaluator is not None and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs):
-            scores = self.evaluator(self.sampler)
-            if self.generator_ema is not None:  # what the average buys, epoch by epoch
-                scores["fid_live"] = self.evaluator(self.generator)["fid"]
+        if self.scoring and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs):
+            # Scored once, on rank 0; every rank gets the scores, so all agree on the best epoch.
+            scores = self.dist.from_main(self._score() if self.dist.is_main else None)
             self._log({"epoch": epoch, "step": s.global_step, **scores})
             improved = scores["fid"] < s.best_fid
             if improved:
                 s.best_fid, s.best_epoch = scores["fid"], epoch
         last = self.save_checkpoint()
+        if not self.dist.is_main:  # the files and the epoch's line below are rank 0's
+            return
         if epoch % cfg.save_every == 0 or epoch == cfg.epochs:
             self._copy(last, out / "checkpoints" / f"epoch_{epoch:03d}.pt")
         if scores is not None and improved:
             self._copy(last, out / "checkpoints" / "best.pt")
         if epoch % cfg.sample_every == 0 or epoch == cfg.epochs:
-            artifacts.save_sample_grid(self.sampler, out / "samples" / f"epoch_{epoch:03d}.png")
+            grid = artifacts.save_sample_grid(self.sampler, out / "samples" / f"epoch_{epoch:03d}.png")
+            self.tracking.image("samples", grid, s.global_step)
             artifacts.save_progress_gif(out / "samples", out / "progress.gif")
         artifacts.save_loss_curve(s.history, out / "loss_curve.png")
         last = [h for h in s.history if "loss_d" in h][-1]
@@ -427,6 +472,12 @@ class Trainer:
         if scores is not None and scores["diversity"] < 0.3:
             print(f"warning: training looks unhealthy (red): within-class diversity {scores['diversity']:.2f} of real; "
                   "G is drawing near-identical images per class", file=sys.stderr)
+
+    def _score(self) -> dict:
+        scores = self.evaluator(self.sampler)
+        if self.generator_ema is not None:  # what the average buys, epoch by epoch
+            scores["fid_live"] = self.evaluator(self.generator)["fid"]
+        return scores
 
     @torch.no_grad()
     def _update_ema(self) -> None:
@@ -474,7 +525,8 @@ class Trainer:
         info = {
             "config": self.cfg.to_dict(),
             "model": self.model_cfg.to_dict(),
-            "resolved": {"device": str(self.device), "precision": self.precision, "compile": self.use_compile},
+            "resolved": {"device": str(self.device), "precision": self.precision, "compile": self.use_compile,
+                         "world_size": self.dist.world_size},
             "versions": {"mnist_gen": __version__, "torch": torch.__version__, "python": platform.python_version()},
             "machine": {
                 "platform": platform.platform(),
@@ -513,9 +565,15 @@ def _postfix(m: dict, color: bool) -> str:
     return text if m["health"] == "green" else f"{text} ({m['health_reason']})"
 
 
-def train(cfg: TrainConfig, checkpoint: dict | None = None, progress: bool = True) -> Trainer:
-    trainer = Trainer(cfg)
+def _launch_hint(world_size: int) -> str:
+    return "python -m trainer" if world_size == 1 else f"torchrun with {world_size} processes in all"
+
+
+def train(cfg: TrainConfig, checkpoint: dict | None = None, progress: bool = True,
+          dist: Distributed | None = None) -> Trainer:
+    trainer = Trainer(cfg, dist)
     if checkpoint is not None:
-        trainer.load_checkpoint(checkpoint, Path(cfg.resume))
+        with trainer.dist.all_or_none():
+            trainer.load_checkpoint(checkpoint, Path(cfg.resume))
     trainer.run(progress=progress)
     return trainer

@@ -8,6 +8,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..distributed import Distributed
+
 
 @dataclass
 class Dataset:
@@ -66,17 +68,21 @@ class InMemoryBatches:
 
     Kept as uint8 (a quarter of float32's memory) and converted per batch. Each epoch draws a
     permutation from its own seeded generator (seed, epoch), so a resumed run sees exactly the
-    batches the uninterrupted run would. The last partial batch is dropped.
+    batches the uninterrupted run would. The last partial batch is dropped. Under torchrun every
+    rank draws the same permutation and takes its own disjoint share of it (Distributed.shard).
     """
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, seed: int):
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, seed: int,
+                 dist: Distributed | None = None):
         self.images, self.labels = images, labels
         self.batch_size, self.seed = batch_size, seed
-        self.steps_per_epoch = len(images) // batch_size
+        self.dist = dist or Distributed()
+        self.steps_per_epoch = len(images) // (batch_size * self.dist.world_size)
 
     def epoch(self, epoch: int, start_step: int = 0):
         g = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
         order = torch.randperm(len(self.images), generator=g).to(self.images.device)
+        order = self.dist.shard(order, self.batch_size)
         for step in range(start_step, self.steps_per_epoch):
             idx = order[step * self.batch_size : (step + 1) * self.batch_size]
             yield to_float(self.images[idx]), self.labels[idx]
