@@ -83,12 +83,12 @@ LOSSES = {
     # both sides past the margin: D's hinge is flat there, nothing left for D to learn from either
     "hinge": Loss(hinge_d, wasserstein_g, "score", lambda x, gz: x > 1 and gz < -1,
                   "D is winning (D(x) > 1 and D(G(z)) < -1: past both margins)"),
-    # LSGAN's targets are the labels (1 real, 0 fake), so its scores read like bce's probabilities
-    "lsgan": Loss(lsgan_d, lsgan_g, "score", lambda x, gz: x > 0.95 and gz < 0.05, "D is winning (D(x)~1, D(G(z))~0)"),
     # Gulrajani et al. 2017: no BatchNorm in the critic, 5 critic steps per G step, Adam 1e-4 (0, 0.9).
     # D(x) - D(G(z)) is the critic's Wasserstein estimate: it should fall as G improves; a large,
     # lasting gap means the critic runs away from G.
     "wgan-gp": Loss(wasserstein_d, wasserstein_g, "score", lambda x, gz: x - gz > 10,
                     "critic is winning (Wasserstein estimate D(x) - D(G(z)) > 10)", d_loss_floor=None,
                     gradient_penalty=True, lr=1e-4, betas=(0.0, 0.9), n_critic=5, d_norm="layer"),
+    # LSGAN's targets are the labels (1 real, 0 fake), so its scores read like bce's probabilities
+    "lsgan": Loss(lsgan_d, lsgan_g, "score", lambda x, gz: x > 0.95 and gz < 0.05, "D is winning (D(x)~1, D(G(z))~0)"),
 }
