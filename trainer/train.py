@@ -319,6 +319,7 @@ class Trainer:
         except Interrupted:
             if self.generator_ema is not None:
                 self._recalibrate_ema()
+            s.wall_s = self._wall()
             path = self.save_checkpoint()
             raise Interrupted(
                 f"{signal.Signals(self.stop_signal).name}: saved {path} (epoch {s.epoch + 1}, step {s.step_in_epoch} "
@@ -363,6 +364,10 @@ class Trainer:
                         print(f"epoch {epoch} step {s.step_in_epoch}/{steps}  {line}", file=sys.stderr, flush=True)
                 if self.stop_signal is not None:
                     raise Interrupted
+
+    def _wall(self) -> float:
+        """Seconds this run has trained, evaluations included, over all its processes (--resume)."""
+        return self.wall_before + time.perf_counter() - self.started
 
     def _on_signal(self, signum, _frame) -> None:
         if self.stop_signal is not None:  # a second Ctrl-C: the user means it
@@ -412,8 +417,7 @@ class Trainer:
             scores["fid_train"] = scores.pop("fid")  # against the training images: selection, not the report
             if self.generator_ema is not None:  # what the average buys, epoch by epoch
                 scores["fid_live"] = self.evaluator(self.generator)["fid"]
-            s.wall_s = self.wall_before + time.perf_counter() - self.started
-            scores["wall_s"] = s.wall_s
+            s.wall_s = scores["wall_s"] = self._wall()
             if not s.quality_epoch and scores["fid_train"] <= cfg.quality_fid:
                 s.quality_epoch, s.quality_wall_s = epoch, s.wall_s
                 scores["time_to_quality_s"] = s.wall_s
@@ -421,8 +425,7 @@ class Trainer:
             improved = scores["fid_train"] < s.best_fid
             if improved:
                 s.best_fid, s.best_epoch = scores["fid_train"], epoch
-        else:
-            s.wall_s = self.wall_before + time.perf_counter() - self.started
+        s.wall_s = self._wall()
         last = self.save_checkpoint()
         if epoch % cfg.save_every == 0 or epoch == cfg.epochs:
             self._copy(last, out / "checkpoints" / f"epoch_{epoch:03d}.pt")
