@@ -79,21 +79,32 @@ def score_features(logits: np.ndarray, features: np.ndarray, labels: np.ndarray 
     return result
 
 
-def load_scorer(folder: str | Path | None = None):
-    """(classifier session, stats) from `folder` (python -m trainer.classifier --out), else the bundled MNIST one."""
+def load_classifier(folder: str | Path | None = None):
+    """The scorer's classifier alone (an onnxruntime session): from `folder`, else the bundled MNIST one."""
     import onnxruntime as ort
 
-    folder = Path(folder) if folder is not None else CLASSIFIER.parent
-    classifier, stats_file = folder / CLASSIFIER.name, folder / STATS.name
-    if not (classifier.is_file() and stats_file.is_file()):
+    classifier = (Path(folder) if folder is not None else CLASSIFIER.parent) / CLASSIFIER.name
+    if not classifier.is_file():
         raise UserError(f"no scorer in {classifier.parent} ({CLASSIFIER.name} and {STATS.name}); build one with "
+                        "python -m trainer.classifier")
+    try:
+        return ort.InferenceSession(str(classifier), providers=["CPUExecutionProvider"])
+    except Exception as e:  # noqa: BLE001 - onnxruntime raises many types for a bad file
+        raise UserError(f"scorer {classifier} cannot be read ({str(e).splitlines()[0][:120]})") from None
+
+
+def load_scorer(folder: str | Path | None = None):
+    """(classifier session, test-set stats) from `folder` (python -m trainer.classifier --out), else the bundled."""
+    session = load_classifier(folder)
+    stats_file = (Path(folder) if folder is not None else STATS.parent) / STATS.name
+    if not stats_file.is_file():
+        raise UserError(f"no scorer in {stats_file.parent} ({CLASSIFIER.name} and {STATS.name}); build one with "
                         "python -m trainer.classifier")
     try:
         with np.load(stats_file, allow_pickle=False) as data:
             stats = {k: data[k] for k in data.files}
-        session = ort.InferenceSession(str(classifier), providers=["CPUExecutionProvider"])
-    except Exception as e:  # noqa: BLE001 - numpy and onnxruntime raise many types for a bad file
-        raise UserError(f"scorer in {classifier.parent} cannot be read ({str(e).splitlines()[0][:120]})") from None
+    except (OSError, ValueError) as e:
+        raise UserError(f"scorer statistics {stats_file} cannot be read ({str(e).splitlines()[0][:120]})") from None
     return session, stats
 
 

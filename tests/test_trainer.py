@@ -218,24 +218,19 @@ def test_corrupt_and_incompatible_resume_files(one_epoch_run, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("ema", [[], ["--ema", "0.9"]], ids=["live", "ema"])
-def test_fid_during_training_matches_score_and_keeps_the_best(tmp_path, ema):
+def test_fid_during_training_keeps_the_best(tmp_path, ema):
     out = tmp_path / "run"
     result = python_m("trainer", "--limit", "1024", "--batch-size", "64", "--epochs", "2", "--eval-samples", "500",
                       "--out", str(out), *ema)
     assert result.returncode == 0, result.stderr
-    evals = [r for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if "fid" in r]
-    assert [r["epoch"] for r in evals] == [1, 2] and "FID=" in result.stderr
+    evals = [r for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if "fid_train" in r]
+    assert [r["epoch"] for r in evals] == [1, 2] and "FID(train)=" in result.stderr
     # With --ema the averaged G is scored, kept and exported; the live G's FID is logged beside it.
     assert all(("fid_live" in r) == bool(ema) for r in evals)
-    best = min(evals, key=lambda r: r["fid"])
+    best = min(evals, key=lambda r: r["fid_train"])
     assert torch.load(out / "generator.pth", weights_only=True)["epochs"] == best["epoch"]
     assert torch.load(out / "checkpoints" / "best.pt", weights_only=True)["epoch"] == best["epoch"]
-
-    # The trainer's FID is mnist-gen score's FID on the same model.
-    assert python_m("exporter", str(out / "generator.pth")).returncode == 0
-    scored = python_m("infer", "score", "--model", str(out / "generator.onnx"), "--n", "500", "--json")
-    assert scored.returncode == 0, scored.stderr
-    assert json.loads(scored.stdout)["fid"] == pytest.approx(best["fid"], rel=1e-3)
+    # The test-set figures are mnist-gen score's (and python -m trainer.report's): tests/test_losses.py
 
 
 def test_a_64_pixel_mnist_run_is_scored_and_keeps_its_best_epoch(tmp_path):
@@ -243,5 +238,5 @@ def test_a_64_pixel_mnist_run_is_scored_and_keeps_its_best_epoch(tmp_path):
     result = python_m("trainer", "--image-size", "64", "--limit", "256", "--batch-size", "64", "--epochs", "1",
                       "--eval-samples", "300", "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr
-    evals = [r for r in map(json.loads, (tmp_path / "metrics.jsonl").read_text().splitlines()) if "fid" in r]
-    assert len(evals) == 1 and evals[0]["fid"] > 0 and (tmp_path / "checkpoints" / "best.pt").is_file()
+    evals = [r for r in map(json.loads, (tmp_path / "metrics.jsonl").read_text().splitlines()) if "fid_train" in r]
+    assert len(evals) == 1 and evals[0]["fid_train"] > 0 and (tmp_path / "checkpoints" / "best.pt").is_file()

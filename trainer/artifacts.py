@@ -74,9 +74,9 @@ def save_interpolation(generator: Generator, path: Path, steps: int = 10) -> Non
     save_png(path, upscale(make_grid(generate(generator, z, labels), steps), 2))
 
 
-def save_loss_curve(history: list[dict], path: Path) -> None:
-    """G and D losses and D(x), D(G(z)) against training step."""
-    evals = [h for h in history if "fid" in h]
+def save_loss_curve(history: list[dict], path: Path, shown: str = "probability") -> None:
+    """G and D losses, D(x) and D(G(z)) (probabilities, or a critic's raw scores) and the selection FID."""
+    evals = [h for h in history if "fid_train" in h]
     history = [h for h in history if "loss_d" in h]
     if not history:
         return
@@ -91,20 +91,25 @@ def save_loss_curve(history: list[dict], path: Path) -> None:
     ax_loss, ax_d = axes[0], axes[1]
     if evals:
         averaged = "fid_live" in evals[-1]  # --ema: the averaged G is the one kept, the live one beside it
-        label = "FID, averaged G (lower is better)" if averaged else "FID (lower is better)"
-        axes[2].plot([h["step"] for h in evals], [h["fid"] for h in evals], "o-", label=label)
+        label = "averaged G" if averaged else "G"
+        axes[2].plot([h["step"] for h in evals], [h["fid_train"] for h in evals], "o-", label=label)
         if averaged:
-            axes[2].plot([h["step"] for h in evals], [h.get("fid_live") for h in evals], "x--", label="FID, live G")
+            axes[2].plot([h["step"] for h in evals], [h.get("fid_live") for h in evals], "x--", label="live G")
         axes[2].set_yscale("log")  # from hundreds in epoch 1 to about 10: a linear axis hides the end
-        axes[2].set_ylabel("FID")
+        axes[2].set_ylabel("FID vs training images\n(selection; lower is better)")
         axes[2].legend()
     ax_loss.plot(steps, [h["loss_d"] for h in history], label="loss D")
     ax_loss.plot(steps, [h["loss_g"] for h in history], label="loss G")
     ax_loss.set_ylabel("loss")
     ax_loss.legend()
-    ax_d.plot(steps, [h["d_x"] for h in history], label="D(x)")
-    ax_d.plot(steps, [h["d_gz"] for h in history], label="D(G(z))")
-    ax_d.set_ylim(0, 1)
+    if shown == "probability":
+        ax_d.plot(steps, [h["d_x"] for h in history], label="D(x)")
+        ax_d.plot(steps, [h["d_gz"] for h in history], label="D(G(z))")
+        ax_d.set_ylim(0, 1)
+    else:  # a critic's raw score is not a probability: no [0, 1] axis
+        ax_d.plot(steps, [h["d_x"] for h in history], label="mean score of real images")
+        ax_d.plot(steps, [h["d_gz"] for h in history], label="mean score of generated images")
+        ax_d.set_ylabel("D's score")
     axes[-1].set_xlabel("step")
     ax_d.legend()
     for ax in axes:

@@ -16,6 +16,7 @@ from .config import TrainConfig
 LOCKED_ON_RESUME = (
     "batch_size", "latent_dim", "dataset", "image_size", "channels", "unconditional", "lr_g", "lr_d", "beta1",
     "beta2", "real_label", "fake_label", "precision", "seed", "data_dir", "limit", "ema",
+    "loss", "n_critic", "gp_weight", "d_norm", "spectral_norm", "lr_decay_epochs",
 )
 
 
@@ -46,10 +47,19 @@ def build_parser() -> argparse.ArgumentParser:
       "64 for folders; 64 is the DCGAN paper's stack)")
     a("--channels", type=int, help="1 grey or 3 RGB (default: the data's own)")
     a("--unconditional", action="store_true", help="train the classic DCGAN, whose G ignores labels")
-    a("--lr-g", type=float, help=f"generator learning rate (default {d.lr_g})")
-    a("--lr-d", type=float, help=f"discriminator learning rate (default {d.lr_d})")
-    a("--beta1", type=float, help=f"Adam beta1 (default {d.beta1})")
-    a("--beta2", type=float, help=f"Adam beta2 (default {d.beta2})")
+    a("--loss", help="bce (the non-saturating DCGAN loss, default), hinge, wgan-gp (Gulrajani et al. 2017) or "
+      "lsgan; each brings its own Adam defaults below")
+    a("--lr-g", type=float, help=f"generator learning rate (default {d.lr_g}; wgan-gp: 1e-4)")
+    a("--lr-d", type=float, help=f"discriminator learning rate (default {d.lr_d}; wgan-gp: 1e-4)")
+    a("--beta1", type=float, help=f"Adam beta1 (default {d.beta1}; wgan-gp: 0.0)")
+    a("--beta2", type=float, help=f"Adam beta2 (default {d.beta2}; wgan-gp: 0.9)")
+    a("--n-critic", type=int, help="D (critic) steps per G step (default 1; wgan-gp: 5)")
+    a("--gp-weight", type=float, help=f"weight of the gradient penalty, wgan-gp only (default {d.gp_weight})")
+    a("--d-norm", help="D's normalisation: batch, layer or none (default: batch; wgan-gp: layer)")
+    a("--spectral-norm", action=argparse.BooleanOptionalAction,
+      help="spectral norm on every D layer, for any loss (default off)")
+    a("--lr-decay-epochs", type=int,
+      help="decay both learning rates linearly to 0 over the last N epochs; 0 = constant (default 0)")
     a("--real-label", type=float, help=f"D's target for real images, e.g. 0.9 for smoothing (default {d.real_label})")
     a("--fake-label", type=float, help=f"D's target for generated images (default {d.fake_label})")
     a("--device", help="auto (CUDA when present), cpu, cuda or cuda:N (default auto)")
@@ -73,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
       help="write TensorBoard event files to OUT/tensorboard (default on)")
     a("--wandb", metavar="PROJECT", help="log to this Weights & Biases project too (pip install -e \".[wandb]\"; "
       "WANDB_MODE=offline works without network)")
+    a("--quality-fid", type=float, help="report the wall time at which the selection FID (vs training-set "
+      f"statistics) first falls to this (default {d.quality_fid})")
     return p
 
 
@@ -150,6 +162,13 @@ def main(argv: list[str] | None = None) -> int:
         did = f"trained {trained} in {trainer.wall_seconds / 60:.1f} min"
         if first > 1:
             did += f"; the run holds {last} epochs"
+    s = trainer.state
+    if s.quality_epoch:
+        did += (f"; FID vs training images first <= {cfg.quality_fid:g} at epoch {s.quality_epoch}, "
+                f"{s.quality_wall_s / 60:.1f} min in")
+    elif trainer.evaluator is not None:
+        did += f"; FID vs training images never reached {cfg.quality_fid:g} (best {s.best_fid:.2f})"
     print(f"done: {did}; wrote {out / 'generator.pth'}, samples in {out / 'samples'}; "
-          f"next: python -m exporter {out / 'generator.pth'}", file=sys.stderr)
+          f"next: python -m exporter {out / 'generator.pth'}, then mnist-gen score for the test-set figures",
+          file=sys.stderr)
     return 0

@@ -7,7 +7,8 @@ from dataclasses import asdict, dataclass
 from infer.errors import UserError
 
 from .data import DATASETS, Dataset
-from .model import IMAGE_SIZES, ModelConfig
+from .losses import LOSSES
+from .model import D_NORMS, IMAGE_SIZES, ModelConfig
 
 
 @dataclass
@@ -19,10 +20,17 @@ class TrainConfig:
     image_size: int | None = None  # None: the data set's own (28 MNIST-like, 32 CIFAR-10, 64 folders)
     channels: int | None = None  # None: the data's own (1 grey, 3 RGB)
     unconditional: bool = False
-    lr_g: float = 2e-4
-    lr_d: float = 2e-4
-    beta1: float = 0.5
-    beta2: float = 0.999
+    loss: str = "bce"  # bce, hinge, wgan-gp or lsgan (trainer/losses.py)
+    # None = the loss's own default (trainer/losses.py): Adam 2e-4 (0.5, 0.999), or 1e-4 (0, 0.9) for wgan-gp
+    lr_g: float | None = None
+    lr_d: float | None = None
+    beta1: float | None = None
+    beta2: float | None = None
+    n_critic: int | None = None  # D steps per G step; None = 5 for wgan-gp, else 1
+    gp_weight: float = 10.0  # the gradient penalty's weight (wgan-gp)
+    d_norm: str = "auto"  # D's normalisation: batch, layer, none; auto = layer for wgan-gp, else batch
+    spectral_norm: bool = False
+    lr_decay_epochs: int = 0  # decay both learning rates linearly to 0 over the last N epochs; 0 = constant
     real_label: float = 1.0
     fake_label: float = 0.0
     device: str = "auto"
@@ -42,10 +50,28 @@ class TrainConfig:
     keep: str = "best"  # generator.pth from the best-FID epoch, or the last
     tensorboard: bool = True  # event files under OUT/tensorboard
     wandb: str | None = None  # a W&B project to log to as well
+    # time-to-quality: the wall time at which the selection FID first falls to this. 8.4 is the bundled
+    # model's FID against the training images (test set: 9.64; docs/experiments.md)
+    quality_fid: float = 8.4
+
+    def __post_init__(self):
+        """Options left to the loss take its defaults (an unknown loss is left for validate() to refuse)."""
+        loss = LOSSES.get(self.loss)
+        if loss is None:
+            return
+        for name, default in {"lr_g": loss.lr, "lr_d": loss.lr, "beta1": loss.betas[0], "beta2": loss.betas[1],
+                              "n_critic": loss.n_critic}.items():
+            if getattr(self, name) is None:
+                setattr(self, name, default)
+        if self.d_norm == "auto":
+            self.d_norm = loss.d_norm
 
     def validate(self) -> None:
+        if self.loss not in LOSSES:
+            raise UserError(f"--loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
         positive = {"epochs": self.epochs, "batch size": self.batch_size, "latent dim": self.latent_dim,
-                    "save every": self.save_every, "sample every": self.sample_every, "log every": self.log_every}
+                    "save every": self.save_every, "sample every": self.sample_every, "log every": self.log_every,
+                    "--n-critic": self.n_critic}
         for name, value in positive.items():
             if value < 1:
                 raise UserError(f"{name} must be >= 1, got {value}")
@@ -74,6 +100,17 @@ class TrainConfig:
             raise UserError(f"--ema must be in [0, 1), e.g. 0.999, got {self.ema}")
         if self.keep not in ("best", "last"):
             raise UserError(f"--keep must be best or last, got {self.keep}")
+        if not self.gp_weight > 0:
+            raise UserError(f"--gp-weight must be > 0, got {self.gp_weight}")
+        if self.d_norm not in D_NORMS:
+            raise UserError(f"--d-norm must be one of auto, {', '.join(D_NORMS)}, got {self.d_norm!r}")
+        if LOSSES[self.loss].gradient_penalty and self.d_norm == "batch":
+            raise UserError("--loss wgan-gp needs a critic without BatchNorm (its gradient penalty is per image): "
+                            "use --d-norm layer or none")
+        if not 0 <= self.lr_decay_epochs <= self.epochs:
+            raise UserError(f"--lr-decay-epochs must be in [0, --epochs {self.epochs}], got {self.lr_decay_epochs}")
+        if not self.quality_fid > 0:
+            raise UserError(f"--quality-fid must be > 0, got {self.quality_fid}")
         if self.precision not in ("auto", "fp32", "bf16"):
             raise UserError(f"precision must be auto, fp32 or bf16, got {self.precision}")
 
@@ -82,7 +119,8 @@ class TrainConfig:
         conditional = data.num_classes > 0 and not self.unconditional
         return ModelConfig(latent_dim=self.latent_dim, image_size=data.images.shape[1], channels=data.channels,
                            num_classes=data.num_classes if conditional else 0,
-                           class_names=tuple(data.class_names) if conditional else (), dataset=self.dataset)
+                           class_names=tuple(data.class_names) if conditional else (), dataset=self.dataset,
+                           d_norm=self.d_norm, spectral_norm=self.spectral_norm)
 
     def to_dict(self) -> dict:
         return asdict(self)

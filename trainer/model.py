@@ -10,7 +10,9 @@ Images have `channels` channels (1 grey, 3 RGB), taken from the data.
 Conditioning (num_classes > 0): G concatenates a label embedding to z; D sees the label as
 one-hot maps stacked onto the image (Mirza & Osindero 2014): with a projection discriminator
 (Miyato & Koyama 2018) G soon ignored z and drew one image per digit (docs/experiments.md).
-D returns logits; the loss is BCEWithLogitsLoss.
+D returns one raw output per image: a logit for the BCE loss, a score for the others (trainer/losses.py).
+D's normalisation is BatchNorm (DCGAN), LayerNorm (the WGAN-GP critic: a gradient penalty per image
+is wrong when BatchNorm couples the images of a batch) or none; spectral norm is an option on top.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import torch
 from torch import nn
 
 IMAGE_SIZES = (28, 32, 64)
+D_NORMS = ("batch", "layer", "none")
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,8 @@ class ModelConfig:
     channels: int = 1  # 1 grey, 3 RGB
     class_names: tuple[str, ...] = ()  # one per class; () = "0".."N-1"
     dataset: str = "mnist"  # what it was trained on (decides which scorer can judge it)
+    d_norm: str = "batch"  # D's normalisation: batch, layer or none (G is not affected)
+    spectral_norm: bool = False  # spectral norm on every D layer (Miyato et al. 2018)
 
     def __post_init__(self):
         if self.image_size not in IMAGE_SIZES:
@@ -45,6 +50,8 @@ class ModelConfig:
             raise ValueError(f"channels must be 1 or 3, got {self.channels}")
         if self.class_names and len(self.class_names) != self.num_classes:
             raise ValueError(f"{len(self.class_names)} class names for {self.num_classes} classes")
+        if self.d_norm not in D_NORMS:
+            raise ValueError(f"D norm must be one of {D_NORMS}, got {self.d_norm}")
 
     @property
     def conditional(self) -> bool:
@@ -62,11 +69,12 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelConfig:
-        names = cls.__dataclass_fields__.keys()
-        def value(key, v):
-            return tuple(map(str, v)) if key == "class_names" else str(v) if key == "dataset" else int(v)
+        fields = cls.__dataclass_fields__
 
-        return cls(**{k: value(k, v) for k, v in d.items() if k in names})
+        def value(key, v):
+            return tuple(map(str, v)) if key == "class_names" else type(fields[key].default)(v)
+
+        return cls(**{k: value(k, v) for k, v in d.items() if k in fields})
 
 
 class LatentProjection(nn.ConvTranspose2d):
@@ -97,10 +105,12 @@ def _up(c_in: int, c_out: int, kernel: int, stride: int, padding: int) -> list[n
     return [nn.ConvTranspose2d(c_in, c_out, kernel, stride, padding, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(True)]
 
 
-def _down(c_in: int, c_out: int, batchnorm: bool = True) -> list[nn.Module]:
+def _down(c_in: int, c_out: int, norm: str = "none") -> list[nn.Module]:
     layers: list[nn.Module] = [nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False)]
-    if batchnorm:
+    if norm == "batch":
         layers.append(nn.BatchNorm2d(c_out))
+    elif norm == "layer":  # over (C, H, W) of each image, with a scale and shift per channel
+        layers.append(nn.GroupNorm(1, c_out))
     layers.append(nn.LeakyReLU(0.2, inplace=True))
     return layers
 
@@ -150,19 +160,19 @@ class Discriminator(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
-        w, c_in = cfg.d_width, cfg.channels + cfg.num_classes  # the image, then one map per class
-        if cfg.image_size == 28:  # 28 -> 14 -> 7, then a 7x7 conv to one logit
-            layers = [*_down(c_in, w, batchnorm=False), *_down(w, w * 2), nn.Conv2d(w * 2, 1, 7, 1, 0, bias=False)]
+        w, c_in, norm = cfg.d_width, cfg.channels + cfg.num_classes, cfg.d_norm  # the image, then one map per class
+        if cfg.image_size == 28:  # 28 -> 14 -> 7, then a 7x7 conv to one output
+            layers = [*_down(c_in, w), *_down(w, w * 2, norm), nn.Conv2d(w * 2, 1, 7, 1, 0, bias=False)]
         elif cfg.image_size == 32:  # 32 -> 16 -> 8 -> 4, then a 4x4 conv
-            layers = [*_down(c_in, w, batchnorm=False), *_down(w, w * 2), *_down(w * 2, w * 4),
+            layers = [*_down(c_in, w), *_down(w, w * 2, norm), *_down(w * 2, w * 4, norm),
                       nn.Conv2d(w * 4, 1, 4, 1, 0, bias=False)]
         else:  # 64 -> 32 -> 16 -> 8 -> 4, then a 4x4 conv
-            layers = [*_down(c_in, w, batchnorm=False), *_down(w, w * 2), *_down(w * 2, w * 4), *_down(w * 4, w * 8),
+            layers = [*_down(c_in, w), *_down(w, w * 2, norm), *_down(w * 2, w * 4, norm), *_down(w * 4, w * 8, norm),
                       nn.Conv2d(w * 8, 1, 4, 1, 0, bias=False)]
         self.main = nn.Sequential(*layers)
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """images: [N, C, H, W] in [-1, 1] -> logits [N]."""
+        """images: [N, C, H, W] in [-1, 1] -> one raw output per image [N] (a logit for the BCE loss)."""
         if self.cfg.conditional:
             n, _, h, w = images.shape
             maps = nn.functional.one_hot(labels, self.cfg.num_classes).to(images.dtype)
@@ -192,8 +202,17 @@ def init_weights(module: nn.Module) -> None:
         nn.init.zeros_(module.bias)
 
 
+def add_spectral_norm(discriminator: Discriminator) -> None:
+    """Divide every conv weight of D by its largest singular value (one power iteration per step)."""
+    for module in discriminator.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.utils.parametrizations.spectral_norm(module)
+
+
 def build_models(cfg: ModelConfig) -> tuple[Generator, Discriminator]:
     generator, discriminator = Generator(cfg), Discriminator(cfg)
     generator.apply(init_weights)
     discriminator.apply(init_weights)
+    if cfg.spectral_norm:  # after the init, so the first power iteration starts from the initial weights
+        add_spectral_norm(discriminator)
     return generator, discriminator

@@ -58,24 +58,28 @@ def within_class_spread(images: torch.Tensor, labels: torch.Tensor | None) -> fl
 
 
 class Health:
-    """Green = healthy, yellow = warning, red = failure; with the reason in words."""
+    """Green = healthy, yellow = warning, red = failure; with the reason in words.
 
-    def __init__(self, window: int = 3):
-        self.window = window
+    What "D has won" and "D stuck" mean depends on the loss (trainer/losses.py): a probability near
+    1 and 0 for bce and lsgan, both margins passed for hinge, a large Wasserstein estimate for wgan-gp.
+    """
+
+    def __init__(self, loss, window: int = 3):
+        self.loss, self.window = loss, window
         self.recent = deque(maxlen=2 * window)
 
     def update(self, m: dict) -> tuple[str, str]:
         self.recent.append(m)
         if not all(math.isfinite(m[k]) for k in METRIC_NAMES):
             return RED, "non-finite loss"
-        if m["loss_d"] < 0.01:
+        if self.loss.d_loss_floor is not None and m["loss_d"] < self.loss.d_loss_floor:
             return RED, "D loss stuck near 0"
         diversity = m.get("pixel_diversity")
         if diversity is not None and diversity < 0.15:
             return RED, "samples collapsed to near-identical images"
         last = list(self.recent)[-self.window :]
-        if len(last) == self.window and all(r["d_x"] > 0.95 and r["d_gz"] < 0.05 for r in last):
-            return YELLOW, "D is winning (D(x)~1, D(G(z))~0)"
+        if len(last) == self.window and all(self.loss.winning(r["d_x"], r["d_gz"]) for r in last):
+            return YELLOW, self.loss.winning_text
         if len(self.recent) == 2 * self.window:
             before = sum(r["loss_g"] for r in list(self.recent)[: self.window]) / self.window
             now = sum(r["loss_g"] for r in last) / self.window

@@ -1,4 +1,4 @@
-"""The training run: data on the device, the DCGAN step, logging, checkpoints, artifacts."""
+"""The training run: data on the device, the GAN step, logging, checkpoints, artifacts."""
 
 from __future__ import annotations
 
@@ -32,6 +32,7 @@ from .checkpoint import (
 from .config import TrainConfig
 from .data import InMemoryBatches, load_dataset, to_float
 from .distributed import Distributed
+from .losses import LOSSES, gradient_penalty
 from .model import Discriminator, Generator, ModelConfig, build_models
 from .monitor import RED, Health, RunningMetrics, within_class_spread
 from .tracking import Tracking
@@ -88,8 +89,11 @@ class RunState:
     step_in_epoch: int = 0  # steps of the current epoch done (non-zero after an interrupt)
     global_step: int = 0
     history: list = field(default_factory=list)
-    best_fid: float = float("inf")
+    best_fid: float = float("inf")  # the selection FID: against the training images' statistics
     best_epoch: int = 0
+    wall_s: float = 0.0  # training wall time so far, evaluations included, summed over resumes
+    quality_epoch: int = 0  # time-to-quality: the first epoch whose selection FID <= --quality-fid...
+    quality_wall_s: float = 0.0  # ...and the wall time at its end
 
 
 def available_memory(device: torch.device) -> int | None:
@@ -130,6 +134,7 @@ class Trainer:
         self.out = Path(cfg.out)
         self.dist = dist or Distributed()  # a world of one unless torchrun started this process
         self.use_compile = cfg.compile  # no gain measured on CPU (docs/performance.md): opt-in
+        self.loss = LOSSES[cfg.loss]
         self.stop_signal: int | None = None
 
         # Everything that can be refused is checked before any file is touched or any model built;
@@ -186,6 +191,7 @@ class Trainer:
         self.batches = InMemoryBatches(x, y, cfg.batch_size, cfg.seed, self.dist)
 
         # FID needs a scorer for this data: OUT/scorer (python -m trainer.classifier), or the bundled MNIST one.
+        # Its reference is the training images, so choosing the best epoch never looks at the test set.
         # Under torchrun rank 0 alone scores (its OUT/scorer), and tells the others whether it does.
         self.evaluator = None
         with self.dist.all_or_none():
@@ -194,9 +200,9 @@ class Trainer:
 
                 own = self.out / "scorer"
                 if (own / CLASSIFIER.name).is_file():
-                    self.evaluator = Evaluator(self.model_cfg, cfg.eval_samples, scorer=own)
+                    self.evaluator = Evaluator.for_run(self.model_cfg, data, cfg.eval_samples, scorer=own)
                 elif cfg.dataset == "mnist" and cfg.channels == 1:
-                    self.evaluator = Evaluator(self.model_cfg, cfg.eval_samples)
+                    self.evaluator = Evaluator.for_run(self.model_cfg, data, cfg.eval_samples)
                 else:
                     print(f"note: no scorer for {cfg.dataset} data, so no FID or best-epoch selection; build one "
                           f"with python -m trainer.classifier --dataset {cfg.dataset} --data-dir DIR --out {own}",
@@ -249,6 +255,7 @@ class Trainer:
             "config": self.cfg.to_dict(),
             "history": s.history,
             "best": {"fid": s.best_fid, "epoch": s.best_epoch},
+            "time": {"wall_s": s.wall_s, "quality_epoch": s.quality_epoch, "quality_wall_s": s.quality_wall_s},
         }
 
     def load_checkpoint(self, ckpt: dict, path: Path) -> None:
@@ -270,7 +277,8 @@ class Trainer:
             if ckpt["rng"]["cuda"] and torch.cuda.is_available():
                 torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
             self.state = RunState(ckpt["epoch"], ckpt["step_in_epoch"], ckpt["global_step"], list(ckpt["history"]),
-                                  float(ckpt["best"]["fid"]), int(ckpt["best"]["epoch"]))
+                                  float(ckpt["best"]["fid"]), int(ckpt["best"]["epoch"]),
+                                  **ckpt.get("time", {}))  # checkpoints from before time-to-quality lack it
         except (KeyError, TypeError, ValueError, RuntimeError) as e:
             raise UserError(f"{path}: checkpoint does not fit this model ({str(e).splitlines()[0][:160]})") from None
         # Rewrite the metrics log so it holds exactly the history of the resumed run.
@@ -289,34 +297,49 @@ class Trainer:
     # ---- the step ----------------------------------------------------------------------------
 
     def train_step(self, real: torch.Tensor, labels: torch.Tensor, targets: dict) -> tuple:
-        cfg, g, d = self.cfg, self.g_step, self.d_forward
+        """One D step, and a G step every --n-critic steps; the loss (trainer/losses.py) is the only seam."""
+        cfg, g, d, loss = self.cfg, self.g_step, self.d_forward, self.loss
         cond = labels if self.model_cfg.conditional else None
         z = torch.randn(len(real), cfg.latent_dim, device=self.device, generator=self.noise)
         autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
-        bce = nn.functional.binary_cross_entropy_with_logits
 
-        # D: real images towards real_label, generated ones (same labels) towards fake_label.
+        # D: real images up, generated ones (same labels) down, as the loss measures it.
         with autocast:
             fake = g(z, cond)
-            logits_real = d(real, cond).float()
-            logits_fake = d(fake.detach(), cond).float()
-            loss_d = bce(logits_real, targets["real"]) + bce(logits_fake, targets["fake"])
+            scores_real = d(real, cond).float()
+            scores_fake = d(fake.detach(), cond).float()
+            loss_d = loss.d(scores_real, scores_fake, targets)
+            if loss.gradient_penalty:
+                loss_d = loss_d + cfg.gp_weight * gradient_penalty(d, real, fake.detach(), cond, self.noise)
         self.opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         self.opt_d.step()
 
-        # G: make D call its images real (the non-saturating loss). D's own weight gradients are
-        # not needed here, so freeze D for this backward instead of computing and discarding them.
-        self.discriminator.requires_grad_(False)
-        with autocast:
-            loss_g = bce(self.d_frozen(fake, cond).float(), targets["ones"])
-        self.opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        self.opt_g.step()
-        self.discriminator.requires_grad_(True)
-        if self.generator_ema is not None:
-            self._update_ema()
-        return loss_d, loss_g, torch.sigmoid(logits_real).mean(), torch.sigmoid(logits_fake).mean(), fake
+        if (self.state.global_step + 1) % cfg.n_critic:
+            # A critic-only step: G does not move; its loss is logged as D saw the batch before its step.
+            loss_g = loss.g(scores_fake.detach(), targets)
+        else:
+            # G: make D score its images as real. D's own weight gradients are not needed here,
+            # so freeze D for this backward instead of computing and discarding them.
+            self.discriminator.requires_grad_(False)
+            with autocast:
+                loss_g = loss.g(self.d_frozen(fake, cond).float(), targets)
+            self.opt_g.zero_grad(set_to_none=True)
+            loss_g.backward()
+            self.opt_g.step()
+            self.discriminator.requires_grad_(True)
+            if self.generator_ema is not None:
+                self._update_ema()
+        return loss_d, loss_g, loss.show(scores_real).mean(), loss.show(scores_fake).mean(), fake
+
+    def _decay_learning_rates(self) -> None:
+        """--lr-decay-epochs N: both rates fall linearly to 0 over the last N epochs (a function of the step)."""
+        cfg, steps = self.cfg, self.batches.steps_per_epoch
+        left = cfg.epochs * steps - self.state.global_step
+        factor = min(1.0, left / (cfg.lr_decay_epochs * steps))
+        for optimizer, lr in ((self.opt_g, cfg.lr_g), (self.opt_d, cfg.lr_d)):
+            for group in optimizer.param_groups:
+                group["lr"] = lr * factor
 
     # ---- the run -----------------------------------------------------------------------------
 
@@ -334,8 +357,9 @@ class Trainer:
             "fake": torch.full((b,), cfg.fake_label, device=self.device),
             "ones": torch.ones(b, device=self.device),
         }
-        metrics, health = RunningMetrics(self.device), Health()
+        metrics, health = RunningMetrics(self.device), Health(self.loss)
         self.first_epoch = s.epoch + 1  # what this process trains; the run may hold more (--resume)
+        self.started, self.wall_before = started, s.wall_s
         previous_handlers = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             while s.epoch < cfg.epochs:
@@ -346,6 +370,7 @@ class Trainer:
         except Interrupted:
             if self.generator_ema is not None:
                 self._recalibrate_ema()
+            s.wall_s = self._wall()
             path = self.save_checkpoint()
             why = signal.Signals(self.stop_signal).name if self.stop_signal else "stopped on another rank"
             raise Interrupted(
@@ -375,6 +400,8 @@ class Trainer:
                   disable=not (progress and tty), dynamic_ncols=True, file=sys.stderr) as bar:
             tick, images_since = time.perf_counter(), 0
             for real, labels in self.batches.epoch(epoch, s.step_in_epoch):
+                if cfg.lr_decay_epochs:
+                    self._decay_learning_rates()
                 *values, fake = self.train_step(real, labels, targets)
                 metrics.add(*values)
                 s.step_in_epoch += 1
@@ -385,12 +412,16 @@ class Trainer:
                     now = time.perf_counter()
                     record = self._log_point(metrics, health, real, labels, fake, images_since / (now - tick))
                     tick, images_since = now, 0
-                    bar.set_postfix_str(_postfix(record, tty))
+                    bar.set_postfix_str(_postfix(record, tty, self.loss.shown))
                     if progress and not tty:
-                        print(f"epoch {epoch} step {s.step_in_epoch}/{steps}  {_postfix(record, False)}",
-                              file=sys.stderr, flush=True)
+                        line = _postfix(record, False, self.loss.shown)
+                        print(f"epoch {epoch} step {s.step_in_epoch}/{steps}  {line}", file=sys.stderr, flush=True)
                 if self.dist.any(self.stop_signal is not None):  # every rank stops at the same step
                     raise Interrupted
+
+    def _wall(self) -> float:
+        """Seconds this run has trained, evaluations included, over all its processes (--resume)."""
+        return self.wall_before + time.perf_counter() - self.started
 
     def _on_signal(self, signum, _frame) -> None:
         # A second Ctrl-C: the user means it. Not under torchrun, where one Ctrl-C arrives twice (from the
@@ -443,10 +474,15 @@ class Trainer:
         if self.scoring and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs):
             # Scored once, on rank 0; every rank gets the scores, so all agree on the best epoch.
             scores = self.dist.from_main(self._score() if self.dist.is_main else None)
+            s.wall_s = scores["wall_s"]
+            if not s.quality_epoch and scores["fid_train"] <= cfg.quality_fid:
+                s.quality_epoch, s.quality_wall_s = epoch, s.wall_s
+                scores["time_to_quality_s"] = s.wall_s
             self._log({"epoch": epoch, "step": s.global_step, **scores})
-            improved = scores["fid"] < s.best_fid
+            improved = scores["fid_train"] < s.best_fid
             if improved:
-                s.best_fid, s.best_epoch = scores["fid"], epoch
+                s.best_fid, s.best_epoch = scores["fid_train"], epoch
+        s.wall_s = self._wall()
         last = self.save_checkpoint()
         if not self.dist.is_main:  # the files and the epoch's line below are rank 0's
             return
@@ -458,11 +494,11 @@ class Trainer:
             grid = artifacts.save_sample_grid(self.sampler, out / "samples" / f"epoch_{epoch:03d}.png")
             self.tracking.image("samples", grid, s.global_step)
             artifacts.save_progress_gif(out / "samples", out / "progress.gif")
-        artifacts.save_loss_curve(s.history, out / "loss_curve.png")
+        artifacts.save_loss_curve(s.history, out / "loss_curve.png", self.loss.shown)
         last = [h for h in s.history if "loss_d" in h][-1]
-        summary = f"epoch {epoch}/{cfg.epochs} done  {_postfix(last, sys.stderr.isatty())}"
+        summary = f"epoch {epoch}/{cfg.epochs} done  {_postfix(last, sys.stderr.isatty(), self.loss.shown)}"
         if scores is not None:
-            summary += f"  FID={scores['fid']:.2f} (best {s.best_fid:.2f} at epoch {s.best_epoch})"
+            summary += f"  FID(train)={scores['fid_train']:.2f} (best {s.best_fid:.2f} at epoch {s.best_epoch})"
             if "fid_live" in scores:
                 summary += f" live G {scores['fid_live']:.2f}"
             summary += f" diversity={scores['diversity']:.2f}"
@@ -475,8 +511,10 @@ class Trainer:
 
     def _score(self) -> dict:
         scores = self.evaluator(self.sampler)
+        scores["fid_train"] = scores.pop("fid")  # against the training images: selection, not the report
         if self.generator_ema is not None:  # what the average buys, epoch by epoch
             scores["fid_live"] = self.evaluator(self.generator)["fid"]
+        scores["wall_s"] = self._wall()
         return scores
 
     @torch.no_grad()
@@ -526,7 +564,8 @@ class Trainer:
             "config": self.cfg.to_dict(),
             "model": self.model_cfg.to_dict(),
             "resolved": {"device": str(self.device), "precision": self.precision, "compile": self.use_compile,
-                         "world_size": self.dist.world_size},
+                         "world_size": self.dist.world_size,
+                         "d_x_and_d_gz": self.loss.shown},  # what metrics.jsonl's d_x, d_gz are
             "versions": {"mnist_gen": __version__, "torch": torch.__version__, "python": platform.python_version()},
             "machine": {
                 "platform": platform.platform(),
@@ -545,8 +584,8 @@ class Trainer:
             generator, info = generator_from_file(load_file(best), best)
             generator.to(self.device)
             epochs = info["epochs"]
-            print(f"generator.pth is from epoch {epochs}, the best FID ({self.state.best_fid:.2f}); "
-                  "--keep last for the final epoch's", file=sys.stderr)
+            print(f"generator.pth is from epoch {epochs}, the best FID against the training images "
+                  f"({self.state.best_fid:.2f}); --keep last for the final epoch's", file=sys.stderr)
         save_atomic(generator_file(generator, epochs), out / "generator.pth")
         save_atomic(discriminator_file(self.discriminator, epochs), out / "discriminator.pth")
         spread = torch.linspace(0, len(self.batches.images) - 1, min(64, len(self.batches.images))).long()
@@ -555,12 +594,13 @@ class Trainer:
         artifacts.save_interpolation(generator, out / "interpolation.png")
 
 
-def _postfix(m: dict, color: bool) -> str:
+def _postfix(m: dict, color: bool, shown: str = "probability") -> str:
     health = m["health"]
     if color:
         code = {"green": "32", "yellow": "33", "red": "31"}[health]
         health = f"\033[{code}m{health}\033[0m"
-    text = (f"loss_d={m['loss_d']:.3f} loss_g={m['loss_g']:.3f} D(x)={m['d_x']:.3f} D(G(z))={m['d_gz']:.3f} "
+    d = "D" if shown == "probability" else "score"  # a critic's raw score is no probability: say so
+    text = (f"loss_d={m['loss_d']:.3f} loss_g={m['loss_g']:.3f} {d}(x)={m['d_x']:.3f} {d}(G(z))={m['d_gz']:.3f} "
             f"{m['images_per_s']:.0f} img/s health={health}")
     return text if m["health"] == "green" else f"{text} ({m['health_reason']})"
 

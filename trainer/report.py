@@ -1,0 +1,66 @@
+"""`python -m trainer.report RUN`: the test-set figures of a finished run, epoch by epoch, for reporting.
+
+Training chooses its best epoch against the training images (trainer/evaluate.py) and never reads
+the test set; this reads it afterwards, to report: each checkpoints/epoch_NNN.pt (the averaged G
+when the run kept one) scored as `mnist-gen score --n N --seed 0` does, beside the selection FID
+the run logged for that epoch. One markdown row per epoch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+from infer.errors import UserError
+from infer.score import load_scorer
+
+from .checkpoint import generator_from_file, load_file
+from .evaluate import Evaluator
+
+
+def selection_fids(run: Path, key: str = "fid_train") -> dict[int, float]:
+    """epoch -> the FID against the training images the run logged (fid_train chose its best epoch)."""
+    path = run / "metrics.jsonl"
+    if not path.is_file():
+        return {}
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return {r["epoch"]: r[key] for r in records if key in r}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m trainer.report", description=__doc__.splitlines()[0])
+    parser.add_argument("run", type=Path, help="a training run's --out folder (with checkpoints/epoch_NNN.pt)")
+    parser.add_argument("--n", type=int, default=10_000, help="images per score (default 10000)")
+    parser.add_argument("--live", action="store_true", help="score the live G of an --ema run, not the averaged one")
+    args = parser.parse_args(argv)
+    try:
+        checkpoints = sorted((args.run / "checkpoints").glob("epoch_*.pt"))
+        if not checkpoints:
+            raise UserError(f"{args.run}: no checkpoints/epoch_NNN.pt (train with --save-every 1 for every epoch)")
+        session, test_stats = load_scorer()
+        evaluator = Evaluator(session, test_stats, args.n)
+        selection = selection_fids(args.run, "fid_live" if args.live else "fid_train")
+        print("| epoch | FID (test) | IS | conditional accuracy | diversity | FID vs training images (selection) |")
+        print("| --- | --- | --- | --- | --- | --- |")
+        for path in checkpoints:
+            checkpoint = load_file(path)
+            if args.live and isinstance(checkpoint, dict):
+                checkpoint = {**checkpoint, "generator_ema": None}  # generator_from_file then takes the live G
+            generator, _ = generator_from_file(checkpoint, path)
+            s = evaluator(generator)
+            epoch = int(re.search(r"\d+", path.stem).group())
+            accuracy = f"{100 * s['conditional_accuracy']:.2f}%" if "conditional_accuracy" in s else "-"
+            chosen = f"{selection[epoch]:.2f}" if epoch in selection else "-"
+            print(f"| {epoch} | {s['fid']:.2f} | {s['inception_score']:.3f} | {accuracy} | {s['diversity']:.3f} "
+                  f"| {chosen} |", flush=True)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
