@@ -11,7 +11,7 @@ import torch
 from conftest import assert_one_line_error, python_m, run
 
 from trainer.cli import main
-from trainer.data import BUNDLED_DIR
+from trainer.data import BUNDLED_MNIST
 from trainer.losses import LOSSES, gradient_penalty
 from trainer.model import ModelConfig, build_models
 from trainer.monitor import GREEN, RED, YELLOW, Health
@@ -165,7 +165,7 @@ def test_selection_never_reads_the_test_set(tmp_path):
     data = tmp_path / "mnist"
     data.mkdir()
     for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"):
-        shutil.copy(BUNDLED_DIR / name, data / name)
+        shutil.copy(BUNDLED_MNIST / name, data / name)
     out, log = tmp_path / "run", tmp_path / "opened.txt"
     result = run(sys.executable, "-c", AUDITED_RUN, str(log), "--data-dir", str(data), "--limit", "1024",
                  "--batch-size", "64", "--epochs", "3", "--eval-samples", "500", "--quality-fid", "1e9",

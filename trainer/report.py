@@ -35,12 +35,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("run", type=Path, help="a training run's --out folder (with checkpoints/epoch_NNN.pt)")
     parser.add_argument("--n", type=int, default=10_000, help="images per score (default 10000)")
     parser.add_argument("--live", action="store_true", help="score the live G of an --ema run, not the averaged one")
+    parser.add_argument("--scorer", type=Path, help="a scorer folder for other data (default: RUN/scorer when there, "
+                        "else the bundled MNIST one)")
     args = parser.parse_args(argv)
     try:
         checkpoints = sorted((args.run / "checkpoints").glob("epoch_*.pt"))
         if not checkpoints:
             raise UserError(f"{args.run}: no checkpoints/epoch_NNN.pt (train with --save-every 1 for every epoch)")
-        session, test_stats = load_scorer()
+        own = args.run / "scorer"
+        session, test_stats = load_scorer(args.scorer or (own if own.is_dir() else None))
         evaluator = Evaluator(session, test_stats, args.n)
         selection = selection_fids(args.run, "fid_live" if args.live else "fid_train")
         print("| epoch | FID (test) | IS | conditional accuracy | diversity | FID vs training images (selection) |")
