@@ -106,10 +106,10 @@ def test_two_processes_write_every_output_once(two_process_run):
     assert len(our_lines(result.stderr, "epoch 1/1 done")) == 1 and len(our_lines(result.stderr, "done:")) == 1
     # 256 images, 2 ranks x 32 per step: 4 steps, logged at steps 2 and 4, averaged over the ranks.
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    train, evals = [r for r in records if "loss_d" in r], [r for r in records if "fid" in r]
+    train, evals = [r for r in records if "loss_d" in r], [r for r in records if "fid_train" in r]
     assert [r["step"] for r in train] == [2, 4]
     assert all(math.isfinite(r[k]) for r in train for k in ("loss_d", "loss_g", "d_x", "d_gz"))
-    assert len(evals) == 1 and math.isfinite(evals[0]["fid"])
+    assert len(evals) == 1 and math.isfinite(evals[0]["fid_train"])
     assert (out / "checkpoints/best.pt").is_file()
     assert json.loads((out / "config.json").read_text())["resolved"]["world_size"] == 2
     checkpoint = torch.load(out / "checkpoints/last.pt", weights_only=True)

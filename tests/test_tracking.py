@@ -33,15 +33,16 @@ def test_tensorboard_holds_the_scalars_the_samples_and_the_options(tracked_run):
     events.Reload()
     scalars = set(events.Tags()["scalars"])
     logged = ["loss_d", "loss_g", "d_x", "d_gz", "pixel_diversity", "images_per_s"]
-    assert {f"train/{k}" for k in logged} | {"eval/fid", "eval/diversity", "eval/inception_score"} <= scalars, scalars
+    evaluated = {"eval/fid_train", "eval/diversity", "eval/inception_score"}
+    assert {f"train/{k}" for k in logged} | evaluated <= scalars, scalars
     # The same figures as metrics.jsonl, at the same steps.
     records = [json.loads(line) for line in (tracked_run / "metrics.jsonl").read_text().splitlines()]
     train = [r for r in records if "loss_d" in r]
     assert [e.step for e in events.Scalars("train/loss_d")] == [r["step"] for r in train] == [2, 4]
     assert [e.value for e in events.Scalars("train/loss_d")] == pytest.approx([r["loss_d"] for r in train])
-    fid = events.Scalars("eval/fid")
+    fid = events.Scalars("eval/fid_train")
     assert len(fid) == 1 and math.isfinite(fid[0].value)
-    assert fid[0].value == pytest.approx(next(r["fid"] for r in records if "fid" in r))
+    assert fid[0].value == pytest.approx(next(r["fid_train"] for r in records if "fid_train" in r))
     # The epoch's sample grid, as written to samples/epoch_001.png (10 rows of 10 digits, 2x).
     (image,) = events.Images("samples")
     assert (image.width, image.height) == (2 * (10 * 30 + 2), 2 * (10 * 30 + 2)) and image.step == 4

@@ -43,7 +43,7 @@ class Tracking:
 
     def log(self, record: dict) -> None:
         """A metrics.jsonl record: "train/..." at log points, "eval/..." for evaluations (FID, IS, ...)."""
-        group = "eval" if "fid" in record else "train"
+        group = "train" if "loss_d" in record else "eval"
         scalars = {f"{group}/{key}": float(value) for key, value in record.items()
                    if key not in ("epoch", "step") and isinstance(value, (int, float)) and not isinstance(value, bool)}
         step = record["step"]
