@@ -28,6 +28,31 @@ def python_m(module: str, *args: str, **kw):
     return run(sys.executable, "-m", module, *args, **kw)
 
 
+RUN_OUTPUTS = ["generator.pth", "discriminator.pth", "checkpoints/last.pt", "checkpoints/epoch_001.pt",
+               "samples/epoch_001.png", "progress.gif", "loss_curve.png", "metrics.jsonl", "real_vs_fake.png",
+               "interpolation.png", "model_summary.txt", "config.json"]
+
+
+def assert_run_outputs(out: Path) -> None:
+    """A one-epoch run wrote every file a user expects, none empty, and no temporary file is left."""
+    for name in RUN_OUTPUTS:
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    assert not list(out.rglob("*.tmp")), "temporary files left behind"
+
+
+def write_cifar(folder: Path, records: int = 20, truncate: int = 0) -> Path:
+    """CIFAR-10's binary batches (1 label byte + 3072 pixel bytes per record), `records` each, maybe truncated."""
+    import numpy as np
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]:
+        rows = np.concatenate([(np.arange(records) % 10)[:, None], rng.integers(0, 256, (records, 3072))], axis=1)
+        raw = rows.astype(np.uint8).tobytes()
+        (folder / name).write_bytes(raw[: len(raw) - truncate])
+    return folder
+
+
 def assert_one_line_error(result) -> None:
     """Bad input: non-zero exit, one `error:` line on stderr, no traceback."""
     assert result.returncode != 0, result.stdout + result.stderr

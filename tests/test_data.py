@@ -10,6 +10,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from conftest import write_cifar
 from PIL import Image
 
 from infer.errors import UserError
@@ -147,16 +148,6 @@ def test_folders_without_images_are_errors(tmp_path):
     (tmp_path / "bad" / "a.png").write_bytes(b"junk")
     with pytest.raises(UserError, match="none of the 1 image files could be read"):
         load_dataset("folder", data_dir=tmp_path / "bad")
-
-
-def write_cifar(folder, records=20, truncate=0):
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    for name in [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]:
-        rows = np.concatenate([(np.arange(records) % 10)[:, None], rng.integers(0, 256, (records, 3072))], axis=1)
-        raw = rows.astype(np.uint8).tobytes()
-        (folder / name).write_bytes(raw[: len(raw) - truncate])
-    return folder
 
 
 def test_cifar10_binary_records(tmp_path):

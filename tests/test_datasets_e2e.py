@@ -6,7 +6,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from conftest import assert_one_line_error, python_m
+from conftest import assert_one_line_error, python_m, write_cifar
 from PIL import Image
 
 COLOURS = {"blue": (40, 60, 220), "green": (40, 200, 60), "red": (220, 40, 40)}
@@ -71,12 +71,7 @@ def test_colour_folder_trains_resumes_exactly_and_exports_with_class_names(shape
 
 
 def test_cifar10_binary_trains(tmp_path):
-    folder = tmp_path / "cifar-10-batches-bin"
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-    for name in [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]:
-        rows = np.concatenate([(np.arange(20) % 10)[:, None], rng.integers(0, 256, (20, 3072))], axis=1)
-        (folder / name).write_bytes(rows.astype(np.uint8).tobytes())
+    write_cifar(tmp_path / "cifar-10-batches-bin")
     result = python_m("trainer", "--dataset", "cifar10", "--data-dir", str(tmp_path), "--batch-size", "50",
                       "--epochs", "1", "--eval-every", "0", "--out", str(tmp_path / "run"))
     assert result.returncode == 0, result.stderr

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ENV, REPO, run
+from conftest import ENV, REPO, assert_run_outputs, run
 
 from trainer.distributed import Distributed
 
@@ -96,11 +96,7 @@ def two_process_run(tmp_path_factory):
 
 def test_two_processes_write_every_output_once(two_process_run):
     out, result = two_process_run
-    for name in ["generator.pth", "discriminator.pth", "checkpoints/last.pt", "checkpoints/epoch_001.pt",
-                 "samples/epoch_001.png", "progress.gif", "loss_curve.png", "metrics.jsonl", "real_vs_fake.png",
-                 "interpolation.png", "model_summary.txt", "config.json"]:
-        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
-    assert not list(out.rglob("*.tmp"))
+    assert_run_outputs(out)
     assert len(list((out / "tensorboard").iterdir())) == 1  # one event file: rank 0's
     # Rank 0 speaks for the run: one epoch line, one done line.
     assert len(our_lines(result.stderr, "epoch 1/1 done")) == 1 and len(our_lines(result.stderr, "done:")) == 1

@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 import torch
-from conftest import ENV, REPO, assert_one_line_error, python_m
+from conftest import ENV, REPO, assert_one_line_error, assert_run_outputs, python_m
 from PIL import Image
 
 from trainer.cli import main
@@ -27,11 +27,7 @@ def one_epoch_run(tmp_path_factory):
 
 def test_one_epoch_writes_every_output(one_epoch_run):
     out, result = one_epoch_run
-    for name in ["generator.pth", "discriminator.pth", "checkpoints/last.pt", "checkpoints/epoch_001.pt",
-                 "samples/epoch_001.png", "progress.gif", "loss_curve.png", "metrics.jsonl", "real_vs_fake.png",
-                 "interpolation.png", "model_summary.txt", "config.json"]:
-        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
-    assert not list(out.rglob("*.tmp")), "temporary files left behind"
+    assert_run_outputs(out)
     assert "epoch 1/1" in result.stderr and "health=" in result.stderr
 
 
