@@ -73,8 +73,28 @@ def _assert_bitwise_equal(a, b):
     assert not different, f"weights differ after resume: {different[:5]}"
 
 
+def test_the_default_run_averages_g_and_decays_the_rates_over_its_last_half(tmp_path):
+    steps = 4  # --limit 256 at --batch-size 64
+    assert python_m("trainer", *QUICK, "--epochs", "2", "--save-every", "1", "--out", str(tmp_path)).returncode == 0
+
+    def rates(epoch):
+        checkpoint = torch.load(tmp_path / f"checkpoints/epoch_{epoch:03d}.pt", weights_only=True)
+        return [checkpoint[opt]["param_groups"][0]["lr"] for opt in ("opt_g", "opt_d")], checkpoint
+
+    (first, _), (last, checkpoint) = rates(1), rates(2)
+    assert first == [2e-4, 2e-4]  # epoch 1 of 2: constant
+    assert last == pytest.approx([2e-4 / steps] * 2)  # the last step of the decay's one epoch: 1/4 of the rate left
+    assert checkpoint["config"]["ema"] == 0.999 and checkpoint["generator_ema"] is not None
+    # what users get (generator.pth, the export) is the averaged G, not the live one
+    exported = torch.load(tmp_path / "generator.pth", weights_only=True)["state_dict"]
+    _assert_bitwise_equal(exported, checkpoint["generator_ema"]["state_dict"])
+    assert not all(torch.equal(exported[k], v) for k, v in checkpoint["generator"]["state_dict"].items())
+
+
 def test_resume_is_bitwise_exact(tmp_path):
-    opts = [*QUICK, "--precision", "fp32", "--ema", "0.9"]  # the averaged G must resume exactly too
+    # The default schedule (decay over the last half of --epochs) follows --epochs when a run is extended:
+    # 1 epoch, then --resume --epochs 2, is the 2-epoch run. The averaged G must resume exactly too.
+    opts = [*QUICK, "--precision", "fp32", "--ema", "0.9"]
     straight, split = tmp_path / "straight", tmp_path / "split"
     assert python_m("trainer", *opts, "--epochs", "2", "--out", str(straight)).returncode == 0
     assert python_m("trainer", *opts, "--epochs", "1", "--out", str(split)).returncode == 0
@@ -213,7 +233,7 @@ def test_corrupt_and_incompatible_resume_files(one_epoch_run, tmp_path, capsys):
     assert "does not match the checkpoint" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("ema", [[], ["--ema", "0.9"]], ids=["live", "ema"])
+@pytest.mark.parametrize("ema", [["--ema", "0"], []], ids=["live", "averaged-default"])
 def test_fid_during_training_keeps_the_best(tmp_path, ema):
     out = tmp_path / "run"
     result = python_m("trainer", "--limit", "1024", "--batch-size", "64", "--epochs", "2", "--eval-samples", "500",
@@ -221,8 +241,8 @@ def test_fid_during_training_keeps_the_best(tmp_path, ema):
     assert result.returncode == 0, result.stderr
     evals = [r for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if "fid_train" in r]
     assert [r["epoch"] for r in evals] == [1, 2] and "FID(train)=" in result.stderr
-    # With --ema the averaged G is scored, kept and exported; the live G's FID is logged beside it.
-    assert all(("fid_live" in r) == bool(ema) for r in evals)
+    # By default the averaged G is scored, kept and exported; the live G's FID is logged beside it.
+    assert all(("fid_live" in r) == (ema == []) for r in evals)
     best = min(evals, key=lambda r: r["fid_train"])
     assert torch.load(out / "generator.pth", weights_only=True)["epochs"] == best["epoch"]
     assert torch.load(out / "checkpoints" / "best.pt", weights_only=True)["epoch"] == best["epoch"]

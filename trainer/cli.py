@@ -59,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--spectral-norm", action=argparse.BooleanOptionalAction,
       help="spectral norm on every D layer, for any loss (default off)")
     a("--lr-decay-epochs", type=int,
-      help="decay both learning rates linearly to 0 over the last N epochs; 0 = constant (default 0)")
+      help="decay both learning rates linearly to 0 over the last N epochs; 0 = constant (default: the "
+      "last half, --epochs // 2)")
     a("--real-label", type=float, help=f"D's target for real images, e.g. 0.9 for smoothing (default {d.real_label})")
     a("--fake-label", type=float, help=f"D's target for generated images (default {d.fake_label})")
     a("--device", help="auto (CUDA when present), cpu, cuda or cuda:N (default auto)")
@@ -76,8 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--log-every", type=int, help=f"read metrics from the device every N steps (default {d.log_every})")
     a("--eval-every", type=int, help="compute FID (as mnist-gen score does) every N epochs; 0 = never (default 1)")
     a("--eval-samples", type=int, help=f"images per FID evaluation (default {d.eval_samples})")
-    a("--ema", type=float, help="keep an exponential moving average of G's weights with this decay (e.g. 0.999) "
-      "and evaluate, sample and export it; 0 = off (default)")
+    a("--ema", type=float, help="keep an exponential moving average of G's weights with this decay and evaluate, "
+      f"sample and export it; 0 = off, the live G (default {d.ema})")
     a("--keep", choices=["best", "last"], help="generator.pth from the best-FID epoch or the last (default best)")
     a("--tensorboard", action=argparse.BooleanOptionalAction,
       help="write TensorBoard event files to OUT/tensorboard (default on)")

@@ -14,7 +14,7 @@ from .model import D_NORMS, IMAGE_SIZES, ModelConfig
 @dataclass
 class TrainConfig:
     epochs: int = 30
-    batch_size: int = 128
+    batch_size: int = 64
     latent_dim: int = 100
     dataset: str = "mnist"
     image_size: int | None = None  # None: the data set's own (28 MNIST-like, 32 CIFAR-10, 64 folders)
@@ -30,7 +30,10 @@ class TrainConfig:
     gp_weight: float = 10.0  # the gradient penalty's weight (wgan-gp)
     d_norm: str = "auto"  # D's normalisation: batch, layer, none; auto = layer for wgan-gp, else batch
     spectral_norm: bool = False
-    lr_decay_epochs: int = 0  # decay both learning rates linearly to 0 over the last N epochs; 0 = constant
+    # decay both learning rates linearly to 0 over the last N epochs; 0 = constant; None = the last half of
+    # --epochs, which follows --epochs on --resume (constant, then linear decay, as CycleGAN schedules it;
+    # docs/experiments.md measured it)
+    lr_decay_epochs: int | None = None
     real_label: float = 1.0
     fake_label: float = 0.0
     device: str = "auto"
@@ -46,7 +49,7 @@ class TrainConfig:
     log_every: int = 50
     eval_every: int = 1  # epochs between FID evaluations; 0 = never
     eval_samples: int = 10_000
-    ema: float = 0.0  # decay of an exponential moving average of G's weights; 0 = none
+    ema: float = 0.999  # decay of an exponential moving average of G's weights (evaluated and exported); 0 = none
     keep: str = "best"  # generator.pth from the best-FID epoch, or the last
     tensorboard: bool = True  # event files under OUT/tensorboard
     wandb: str | None = None  # a W&B project to log to as well
@@ -107,12 +110,17 @@ class TrainConfig:
         if LOSSES[self.loss].gradient_penalty and self.d_norm == "batch":
             raise UserError("--loss wgan-gp needs a critic without BatchNorm (its gradient penalty is per image): "
                             "use --d-norm layer or none")
-        if not 0 <= self.lr_decay_epochs <= self.epochs:
+        if self.lr_decay_epochs is not None and not 0 <= self.lr_decay_epochs <= self.epochs:
             raise UserError(f"--lr-decay-epochs must be in [0, --epochs {self.epochs}], got {self.lr_decay_epochs}")
         if not self.quality_fid > 0:
             raise UserError(f"--quality-fid must be > 0, got {self.quality_fid}")
         if self.precision not in ("auto", "fp32", "bf16"):
             raise UserError(f"precision must be auto, fp32 or bf16, got {self.precision}")
+
+    @property
+    def decay_epochs(self) -> int:
+        """The epochs at the end of the run over which the learning rates fall to 0."""
+        return self.epochs // 2 if self.lr_decay_epochs is None else self.lr_decay_epochs
 
     def model_config(self, data: Dataset) -> ModelConfig:
         """The model for this data: its size and channels, its classes unless --unconditional."""

@@ -333,10 +333,10 @@ class Trainer:
         return loss_d, loss_g, loss.show(scores_real).mean(), loss.show(scores_fake).mean(), fake
 
     def _decay_learning_rates(self) -> None:
-        """--lr-decay-epochs N: both rates fall linearly to 0 over the last N epochs (a function of the step)."""
+        """--lr-decay-epochs N (default: half of --epochs): both rates fall linearly to 0 over the last N epochs."""
         cfg, steps = self.cfg, self.batches.steps_per_epoch
         left = cfg.epochs * steps - self.state.global_step
-        factor = min(1.0, left / (cfg.lr_decay_epochs * steps))
+        factor = min(1.0, left / (cfg.decay_epochs * steps))
         for optimizer, lr in ((self.opt_g, cfg.lr_g), (self.opt_d, cfg.lr_d)):
             for group in optimizer.param_groups:
                 group["lr"] = lr * factor
@@ -400,7 +400,7 @@ class Trainer:
                   disable=not (progress and tty), dynamic_ncols=True, file=sys.stderr) as bar:
             tick, images_since = time.perf_counter(), 0
             for real, labels in self.batches.epoch(epoch, s.step_in_epoch):
-                if cfg.lr_decay_epochs:
+                if cfg.decay_epochs:
                     self._decay_learning_rates()
                 *values, fake = self.train_step(real, labels, targets)
                 metrics.add(*values)
