@@ -85,6 +85,7 @@ def test_the_default_run_averages_g_and_decays_the_rates_over_its_last_half(tmp_
     assert first == [2e-4, 2e-4]  # epoch 1 of 2: constant
     assert last == pytest.approx([2e-4 / steps] * 2)  # the last step of the decay's one epoch: 1/4 of the rate left
     assert checkpoint["config"]["ema"] == 0.999 and checkpoint["generator_ema"] is not None
+    assert json.loads((tmp_path / "config.json").read_text())["resolved"]["lr_decay_epochs"] == 1  # what ran
     # what users get (generator.pth, the export) is the averaged G, not the live one
     exported = torch.load(tmp_path / "generator.pth", weights_only=True)["state_dict"]
     _assert_bitwise_equal(exported, checkpoint["generator_ema"]["state_dict"])

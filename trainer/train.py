@@ -564,7 +564,7 @@ class Trainer:
             "config": self.cfg.to_dict(),
             "model": self.model_cfg.to_dict(),
             "resolved": {"device": str(self.device), "precision": self.precision, "compile": self.use_compile,
-                         "world_size": self.dist.world_size,
+                         "world_size": self.dist.world_size, "lr_decay_epochs": self.cfg.decay_epochs,
                          "d_x_and_d_gz": self.loss.shown},  # what metrics.jsonl's d_x, d_gz are
             "versions": {"mnist_gen": __version__, "torch": torch.__version__, "python": platform.python_version()},
             "machine": {
