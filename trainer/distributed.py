@@ -9,6 +9,7 @@ without a collective. Only this module reads torchrun's variables or calls torch
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 from collections.abc import Iterator
 
@@ -59,8 +60,20 @@ class Distributed:
         dist.init_process_group(backend)
 
     def stop(self) -> None:
+        """Leave the process group, and free it while Python is whole.
+
+        DistributedDataParallel holds the group, so a wrapper still alive at interpreter exit frees it
+        there, and gloo's threads can then abort the process (SIGABRT, "terminate called without an
+        active exception"). The trainer drops its wrappers when its run ends; collect them first.
+        """
         if self.active and dist.is_initialized():
+            gc.collect()
             dist.destroy_process_group()
+
+    def barrier(self) -> None:
+        """Wait until every rank is here."""
+        if self.active:
+            dist.barrier()
 
     def device_name(self, requested: str) -> str:
         """--device for this rank: under torchrun every rank has its own GPU, cuda:LOCAL_RANK."""

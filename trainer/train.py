@@ -387,8 +387,11 @@ class Trainer:
             for sig, handler in previous_handlers.items():
                 signal.signal(sig, handler)
             self.tracking.close()
+            # The DDP wrappers hold the process group: dropped here, Distributed.stop() frees it.
+            self.g_step = self.d_forward = self.d_frozen = None
         if self.dist.is_main:
             self.write_final_artifacts()
+        self.dist.barrier()  # the ranks leave together: none tears gloo down while rank 0 still writes
         self.wall_seconds = time.perf_counter() - started
 
     def train_epoch(self, epoch: int, targets: dict, metrics: RunningMetrics, health: Health, progress: bool) -> None:
