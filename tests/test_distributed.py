@@ -113,6 +113,32 @@ def test_two_processes_write_every_output_once(two_process_run):
     assert checkpoint["global_step"] == 4 and checkpoint["best"]["epoch"] == 1
 
 
+WATCH_TEARDOWN = """
+import gc, sys
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+destroy = dist.destroy_process_group
+def watched(*args, **kwargs):
+    alive = sum(isinstance(o, DistributedDataParallel) for o in gc.get_objects())
+    print(f"DDP wrappers alive at destroy_process_group: {alive}", file=sys.stderr, flush=True)
+    destroy(*args, **kwargs)
+dist.destroy_process_group = watched
+from trainer.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_finished_rank_frees_the_process_group_before_python_exits(tmp_path):
+    # A DDP wrapper still alive at destroy_process_group keeps the gloo group until interpreter
+    # teardown, where gloo's threads can abort the rank (SIGABRT) after a run that went well.
+    script = tmp_path / "watch_teardown.py"
+    script.write_text(WATCH_TEARDOWN)
+    result = run(TORCHRUN, "--standalone", "--nproc_per_node", "2", str(script), *TINY_RUN, "--epochs", "1",
+                 "--out", str(tmp_path / "out"), timeout=TIMEOUT, env={**ENV, "PYTHONPATH": str(REPO)})
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("DDP wrappers alive at destroy_process_group: 0") == 2, result.stderr
+
+
 def test_two_nodes_on_loopback_complete_the_same_run(tmp_path):
     out = tmp_path / "run"
     args = [*TINY_RUN, "--epochs", "1", "--out", str(out)]
