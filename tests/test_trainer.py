@@ -149,6 +149,7 @@ def test_nonfinite_loss_stops_with_a_clear_message(tmp_path):
         (["--image-size", "48"], "image size must be one of 28, 32, 64"),
         (["--lr-g", "0"], "--lr-g must be > 0"),
         (["--lr-d", "-1"], "--lr-d must be > 0"),
+        (["--g-width", "0"], "--g-width must be >= 1"),
         (["--device", "tpu"], "device 'tpu'"),
         (["--data-dir", "/nonexistent/mnist"], "not a folder"),
         (["--resume", "/nonexistent/last.pt"], "no such file"),
@@ -164,6 +165,7 @@ def test_sizes_that_cannot_fit_are_refused_before_any_work(tmp_path):
     too_big = {
         ("--batch-size", "100000"): "--batch-size 100000 is larger than the training set (60000 images)",
         ("--latent-dim", "5000000"): "lower --latent-dim",
+        ("--d-width", "100000"): "lower --latent-dim, --g-width or --d-width",
     }
     for args, message in too_big.items():
         result = python_m("trainer", *args, "--out", str(tmp_path / "out"))
@@ -257,3 +259,23 @@ def test_a_64_pixel_mnist_run_is_scored_and_keeps_its_best_epoch(tmp_path):
     assert result.returncode == 0, result.stderr
     evals = [r for r in map(json.loads, (tmp_path / "metrics.jsonl").read_text().splitlines()) if "fid_train" in r]
     assert len(evals) == 1 and evals[0]["fid_train"] > 0 and (tmp_path / "checkpoints" / "best.pt").is_file()
+
+
+def test_model_widths_train_export_and_generate(tmp_path):
+    """--g-width/--d-width (ngf/ndf) shape the models, travel with generator.pth to ONNX, and lock on resume."""
+    result = python_m("trainer", *QUICK, "--epochs", "1", "--g-width", "16", "--d-width", "96",
+                      "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    g = torch.load(tmp_path / "generator.pth", weights_only=True)
+    d = torch.load(tmp_path / "discriminator.pth", weights_only=True)
+    assert g["state_dict"]["main.0.weight"].shape[1] == 16 * 4  # the 28 px stack's first layer: 4 x ngf
+    assert d["state_dict"]["main.0.weight"].shape[0] == 96
+    exported = python_m("exporter", str(tmp_path / "generator.pth"))
+    assert exported.returncode == 0, exported.stderr
+    drawn = python_m("infer", "infer", "--model", str(tmp_path / "generator.onnx"), "--n", "4",
+                     "--out", str(tmp_path / "grid.png"))
+    assert drawn.returncode == 0, drawn.stderr
+    assert Image.open(tmp_path / "grid.png").size[0] > 28
+    refused = python_m("trainer", "--resume", "--epochs", "2", "--d-width", "64", "--out", str(tmp_path))
+    assert refused.returncode == 2 and "--d-width 64 does not match the checkpoint (96)" in refused.stderr
+    assert_one_line_error(refused)

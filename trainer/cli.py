@@ -14,8 +14,8 @@ from .config import TrainConfig
 # On --resume every option defaults to the checkpoint's; these define the model and the optimisation,
 # so giving a different value is an error rather than a silently different run.
 LOCKED_ON_RESUME = (
-    "batch_size", "latent_dim", "dataset", "image_size", "channels", "unconditional", "lr_g", "lr_d", "beta1",
-    "beta2", "real_label", "fake_label", "precision", "seed", "data_dir", "limit", "ema",
+    "batch_size", "latent_dim", "g_width", "d_width", "dataset", "image_size", "channels", "unconditional",
+    "lr_g", "lr_d", "beta1", "beta2", "real_label", "fake_label", "precision", "seed", "data_dir", "limit", "ema",
     "loss", "n_critic", "gp_weight", "d_norm", "spectral_norm", "lr_decay_epochs",
 )
 
@@ -40,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--batch-size", type=int, help=f"images per step and per process (default {d.batch_size}); under torchrun "
       "with N processes a step trains on N x batch-size images; nothing, learning rates included, is rescaled")
     a("--latent-dim", type=int, help=f"size of the noise vector z (default {d.latent_dim})")
+    a("--g-width", type=int, help=f"G's width, ngf in pytorch/examples (default {d.g_width})")
+    a("--d-width", type=int, help=f"D's width, ndf in pytorch/examples (default {d.d_width})")
     a("--dataset",
       help="mnist (bundled, default); fashion-mnist, kmnist or idx (IDX files), cifar10 (binary version) or folder "
            "(PNG/JPEG, one subfolder per class or flat) read from --data-dir")

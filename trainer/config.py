@@ -16,6 +16,8 @@ class TrainConfig:
     epochs: int = 30
     batch_size: int = 64
     latent_dim: int = 100
+    g_width: int = 64  # G's base width: its layers have multiples of it (ngf in pytorch/examples)
+    d_width: int = 64  # D's first layer width, doubled per layer down (ndf in pytorch/examples)
     dataset: str = "mnist"
     image_size: int | None = None  # None: the data set's own (28 MNIST-like, 32 CIFAR-10, 64 folders)
     channels: int | None = None  # None: the data's own (1 grey, 3 RGB)
@@ -73,6 +75,7 @@ class TrainConfig:
         if self.loss not in LOSSES:
             raise UserError(f"--loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
         positive = {"epochs": self.epochs, "batch size": self.batch_size, "latent dim": self.latent_dim,
+                    "--g-width": self.g_width, "--d-width": self.d_width,
                     "save every": self.save_every, "sample every": self.sample_every, "log every": self.log_every,
                     "--n-critic": self.n_critic}
         for name, value in positive.items():
@@ -128,7 +131,8 @@ class TrainConfig:
         return ModelConfig(latent_dim=self.latent_dim, image_size=data.images.shape[1], channels=data.channels,
                            num_classes=data.num_classes if conditional else 0,
                            class_names=tuple(data.class_names) if conditional else (), dataset=self.dataset,
-                           d_norm=self.d_norm, spectral_norm=self.spectral_norm)
+                           g_width=self.g_width, d_width=self.d_width, d_norm=self.d_norm,
+                           spectral_norm=self.spectral_norm)
 
     def to_dict(self) -> dict:
         return asdict(self)
