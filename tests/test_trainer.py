@@ -13,6 +13,7 @@ from conftest import ENV, REPO, assert_one_line_error, assert_run_outputs, pytho
 from PIL import Image
 
 from trainer.cli import main
+from trainer.config import TrainConfig
 
 QUICK = ["--limit", "256", "--batch-size", "64", "--log-every", "2", "--eval-every", "0"]
 
@@ -73,7 +74,7 @@ def _assert_bitwise_equal(a, b):
     assert not different, f"weights differ after resume: {different[:5]}"
 
 
-def test_the_default_run_averages_g_and_decays_the_rates_over_its_last_half(tmp_path):
+def test_the_default_run_averages_g_and_decays_the_rates_over_its_last_40_percent(tmp_path):
     steps = 4  # --limit 256 at --batch-size 64
     assert python_m("trainer", *QUICK, "--epochs", "2", "--save-every", "1", "--out", str(tmp_path)).returncode == 0
 
@@ -82,10 +83,11 @@ def test_the_default_run_averages_g_and_decays_the_rates_over_its_last_half(tmp_
         return [checkpoint[opt]["param_groups"][0]["lr"] for opt in ("opt_g", "opt_d")], checkpoint
 
     (first, _), (last, checkpoint) = rates(1), rates(2)
-    assert first == [2e-4, 2e-4]  # epoch 1 of 2: constant
+    assert first == [2e-4, 2e-4]  # epoch 1 of 2: constant (the decay takes round(0.4 x 2) = 1 epoch)
     assert last == pytest.approx([2e-4 / steps] * 2)  # the last step of the decay's one epoch: 1/4 of the rate left
-    assert checkpoint["config"]["ema"] == 0.999 and checkpoint["generator_ema"] is not None
+    assert checkpoint["config"]["ema"] == 0.99 and checkpoint["generator_ema"] is not None
     assert json.loads((tmp_path / "config.json").read_text())["resolved"]["lr_decay_epochs"] == 1  # what ran
+    assert [TrainConfig(epochs=n).decay_epochs for n in (1, 10, 30)] == [0, 4, 12]  # measured best at 10 epochs
     # what users get (generator.pth, the export) is the averaged G, not the live one
     exported = torch.load(tmp_path / "generator.pth", weights_only=True)["state_dict"]
     _assert_bitwise_equal(exported, checkpoint["generator_ema"]["state_dict"])
@@ -93,7 +95,7 @@ def test_the_default_run_averages_g_and_decays_the_rates_over_its_last_half(tmp_
 
 
 def test_resume_is_bitwise_exact(tmp_path):
-    # The default schedule (decay over the last half of --epochs) follows --epochs when a run is extended:
+    # The default schedule (decay over the last 40% of --epochs) follows --epochs when a run is extended:
     # 1 epoch, then --resume --epochs 2, is the 2-epoch run. The averaged G must resume exactly too.
     opts = [*QUICK, "--precision", "fp32", "--ema", "0.9"]
     straight, split = tmp_path / "straight", tmp_path / "split"

@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
       help="spectral norm on every D layer, for any loss (default off)")
     a("--lr-decay-epochs", type=int,
       help="decay both learning rates linearly to 0 over the last N epochs; 0 = constant (default: the "
-      "last half, --epochs // 2)")
+      "last 40%%, round(0.4 x --epochs))")
     a("--real-label", type=float, help=f"D's target for real images, e.g. 0.9 for smoothing (default {d.real_label})")
     a("--fake-label", type=float, help=f"D's target for generated images (default {d.fake_label})")
     a("--device", help="auto (CUDA when present), cpu, cuda or cuda:N (default auto)")

@@ -32,9 +32,9 @@ class TrainConfig:
     gp_weight: float = 10.0  # the gradient penalty's weight (wgan-gp)
     d_norm: str = "auto"  # D's normalisation: batch, layer, none; auto = layer for wgan-gp, else batch
     spectral_norm: bool = False
-    # decay both learning rates linearly to 0 over the last N epochs; 0 = constant; None = the last half of
+    # decay both learning rates linearly to 0 over the last N epochs; 0 = constant; None = the last 40% of
     # --epochs, which follows --epochs on --resume (constant, then linear decay, as CycleGAN schedules it;
-    # docs/experiments.md measured it)
+    # docs/experiments.md measured 2-7 of 10 epochs)
     lr_decay_epochs: int | None = None
     real_label: float = 1.0
     fake_label: float = 0.0
@@ -51,7 +51,7 @@ class TrainConfig:
     log_every: int = 50
     eval_every: int = 1  # epochs between FID evaluations; 0 = never
     eval_samples: int = 10_000
-    ema: float = 0.999  # decay of an exponential moving average of G's weights (evaluated and exported); 0 = none
+    ema: float = 0.99  # decay of an exponential moving average of G's weights (evaluated and exported); 0 = none
     keep: str = "best"  # generator.pth from the best-FID epoch, or the last
     tensorboard: bool = True  # event files under OUT/tensorboard
     wandb: str | None = None  # a W&B project to log to as well
@@ -103,7 +103,7 @@ class TrainConfig:
         if self.eval_samples <= 128:
             raise UserError(f"--eval-samples must be > 128 (a feature covariance needs them), got {self.eval_samples}")
         if not 0 <= self.ema < 1:
-            raise UserError(f"--ema must be in [0, 1), e.g. 0.999, got {self.ema}")
+            raise UserError(f"--ema must be in [0, 1), e.g. 0.99, got {self.ema}")
         if self.keep not in ("best", "last"):
             raise UserError(f"--keep must be best or last, got {self.keep}")
         if not self.gp_weight > 0:
@@ -123,7 +123,7 @@ class TrainConfig:
     @property
     def decay_epochs(self) -> int:
         """The epochs at the end of the run over which the learning rates fall to 0."""
-        return self.epochs // 2 if self.lr_decay_epochs is None else self.lr_decay_epochs
+        return round(0.4 * self.epochs) if self.lr_decay_epochs is None else self.lr_decay_epochs
 
     def model_config(self, data: Dataset) -> ModelConfig:
         """The model for this data: its size and channels, its classes unless --unconditional."""
