@@ -30,6 +30,9 @@ def test_one_epoch_writes_every_output(one_epoch_run):
     out, result = one_epoch_run
     assert_run_outputs(out)
     assert "epoch 1/1" in result.stderr and "health=" in result.stderr
+    # the first line says on what it runs, at which precision, and how much data per epoch
+    first_line = result.stderr.splitlines()[0]
+    assert first_line.startswith("training on cpu, ") and "256 mnist images, 4 steps of 64 per epoch" in first_line
 
 
 def test_generator_is_self_describing(one_epoch_run):

@@ -351,6 +351,7 @@ class Trainer:
         if self.dist.is_main:
             self.write_static_artifacts()
             self.tracking = Tracking(self.out, cfg, self.state.global_step)
+            print(self._start_line(), file=sys.stderr, flush=True)
         b = cfg.batch_size
         targets = {
             "real": torch.full((b,), cfg.real_label, device=self.device),
@@ -393,6 +394,19 @@ class Trainer:
             self.write_final_artifacts()
         self.dist.barrier()  # the ranks leave together: none tears gloo down while rank 0 still writes
         self.wall_seconds = time.perf_counter() - started
+
+    def _start_line(self) -> str:
+        """What the run will do, and on what: the precision decides the speed (docs/performance.md)."""
+        cfg, batches = self.cfg, self.batches
+        precision = self.precision
+        if cfg.precision == "auto" and precision == "fp32" and self.device.type == "cpu":
+            precision += " (this CPU has no native bf16)"
+        processes = f" x {self.dist.world_size} processes" if self.dist.active else ""
+        first = self.state.epoch + 1
+        epochs = f"epoch {first}" if first == cfg.epochs else f"epochs {first}-{cfg.epochs}"
+        return (f"training on {self.device}, {precision}: {len(batches.images):,} {cfg.dataset} images, "
+                f"{batches.steps_per_epoch} steps of {cfg.batch_size}{processes} per epoch, "
+                f"{epochs}, loss {cfg.loss}; writing {self.out}")
 
     def train_epoch(self, epoch: int, targets: dict, metrics: RunningMetrics, health: Health, progress: bool) -> None:
         from tqdm import tqdm
