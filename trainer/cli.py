@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     a("--lr-g", type=float, help=f"generator learning rate (default {d.lr_g}; wgan-gp: 1e-4)")
     a("--lr-d", type=float, help=f"discriminator learning rate (default {d.lr_d}; wgan-gp: 1e-4)")
     a("--beta1", type=float, help=f"Adam beta1 (default {d.beta1}; wgan-gp: 0.0)")
-    a("--beta2", type=float, help=f"Adam beta2 (default {d.beta2}; wgan-gp: 0.9)")
+    a("--beta2", type=float, help=f"Adam beta2 (default {d.beta2}; hinge, lsgan: 0.999; wgan-gp: 0.9)")
     a("--n-critic", type=int, help="D (critic) steps per G step (default 1; wgan-gp: 5)")
     a("--gp-weight", type=float, help=f"weight of the gradient penalty, wgan-gp only (default {d.gp_weight})")
     a("--d-norm", help="D's normalisation: batch, layer or none (default: batch; wgan-gp: layer)")

@@ -23,7 +23,8 @@ class TrainConfig:
     channels: int | None = None  # None: the data's own (1 grey, 3 RGB)
     unconditional: bool = False
     loss: str = "bce"  # bce, hinge, wgan-gp or lsgan (trainer/losses.py)
-    # None = the loss's own default (trainer/losses.py): Adam 2e-4 (0.5, 0.999), or 1e-4 (0, 0.9) for wgan-gp
+    # None = the loss's own default (trainer/losses.py): Adam 2e-4 (0.5, 0.99) for bce, (0.5, 0.999) for hinge
+    # and lsgan, 1e-4 (0, 0.9) for wgan-gp
     lr_g: float | None = None
     lr_d: float | None = None
     beta1: float | None = None
