@@ -79,8 +79,8 @@ class Loss:
 
 LOSSES = {
     # D(x) ~ 1 and D(G(z)) ~ 0 for several log points: D's sigmoid saturates and G learns little
-    # Adam beta2 0.99 instead of DCGAN's 0.999: a shorter memory of gradient scale, which move fast in a GAN;
-    # better FID at 10 epochs on three seeds of three (docs/experiments.md)
+    # Adam beta2 0.99 instead of DCGAN's 0.999: a shorter memory of gradient scales, which move fast in a GAN;
+    # ahead at 10 epochs on the mean of three seeds, two of them clearly (docs/experiments.md); 0.9 was behind
     "bce": Loss(bce_d, bce_g, "probability", lambda x, gz: x > 0.95 and gz < 0.05, "D is winning (D(x)~1, D(G(z))~0)",
                 betas=(0.5, 0.99)),
     # both sides past the margin: D's hinge is flat there, nothing left for D to learn from either
