@@ -56,8 +56,8 @@ class TrainConfig:
     keep: str = "best"  # generator.pth from the best-FID epoch, or the last
     tensorboard: bool = True  # event files under OUT/tensorboard
     wandb: str | None = None  # a W&B project to log to as well
-    # time-to-quality: the wall time at which the selection FID first falls to this. 8.4 is the previous
-    # bundled model's FID against the training images (test set: 9.64), the quality #12 asks for in 10 epochs
+    # time-to-quality: the wall time at which the selection FID first falls to this. 8.4 is the FID against the
+    # training images of the model bundled before #12 (test set: 9.64), the quality #12 asks for in 10 epochs
     quality_fid: float = 8.4
 
     def __post_init__(self):
