@@ -12,7 +12,7 @@ from conftest import assert_one_line_error, python_m, run
 
 from trainer.cli import main
 from trainer.data import BUNDLED_MNIST
-from trainer.losses import LOSSES, gradient_penalty
+from trainer.losses import LOSSES, gradient_penalty, r1_penalty
 from trainer.model import ModelConfig, build_models
 from trainer.monitor import GREEN, RED, YELLOW, Health
 
@@ -92,6 +92,34 @@ def test_gradient_penalty_matches_a_hand_computed_value():
     assert got == pytest.approx(expected, rel=1e-6)
 
 
+def test_r1_penalty_matches_a_hand_computed_value():
+    real = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]], [[[0.0, 0.0], [0.0, 1.0]]]]).requires_grad_(True)
+    labels = torch.tensor([0, 2])
+    # D(x, y) = (y + 1) * sum(x): the gradient is y + 1 in each of the 4 pixels, |grad|^2 = 4 (y + 1)^2,
+    # so the penalty is mean(4, 36) = 20
+    assert r1_penalty((labels + 1) * real.flatten(1).sum(1), real).item() == pytest.approx(20.0)
+    # D(x) = sum(x^2) / 2: the gradient is x itself, |x|^2 = 30 and 1
+    assert r1_penalty(0.5 * (real**2).flatten(1).sum(1), real).item() == pytest.approx(15.5)
+
+
+def test_r1_trains_changes_d_and_resumes_exactly(tmp_path, capsys):
+    plain, straight, split = tmp_path / "plain", tmp_path / "straight", tmp_path / "split"
+    assert main([*TINY_RUN, "--epochs", "2", "--out", str(plain)]) == 0
+    assert main([*TINY_RUN, "--r1", "1", "--epochs", "2", "--out", str(straight)]) == 0
+    assert main([*TINY_RUN, "--r1", "1", "--epochs", "1", "--out", str(split)]) == 0
+    assert main(["--resume", "--epochs", "2", "--out", str(split)]) == 0
+    capsys.readouterr()
+    assert all(math.isfinite(r["loss_d"]) for r in _records(straight))
+    a, b = _weights(straight / "checkpoints/last.pt"), _weights(split / "checkpoints/last.pt")
+    assert all(torch.equal(a[k], b[k]) for k in a), "resume is not exact"
+    off = _weights(plain / "checkpoints/last.pt")
+    assert not torch.equal(a["discriminator.main.0.weight"], off["discriminator.main.0.weight"]), "R1 had no effect"
+    assert json.loads((split / "config.json").read_text())["config"]["r1"] == 1.0
+    # a resumed run keeps its penalty: asking for another one is refused
+    assert main(["--resume", "--r1", "0.5", "--epochs", "3", "--out", str(split)]) == 2
+    assert "--r1 0.5 does not match the checkpoint (1.0)" in capsys.readouterr().err
+
+
 def test_spectral_norm_bounds_every_d_layer():
     _, discriminator = build_models(ModelConfig(d_width=8, spectral_norm=True))
     images, labels = torch.randn(4, 1, 28, 28), torch.arange(4)
@@ -130,6 +158,8 @@ def test_learning_rates_decay_linearly_to_zero_over_the_last_epochs(tmp_path, ca
         (["--loss", "foo"], "--loss must be one of bce, hinge, wgan-gp, lsgan, got 'foo'"),
         (["--n-critic", "0"], "--n-critic must be >= 1, got 0"),
         (["--gp-weight", "-1"], "--gp-weight must be > 0, got -1.0"),
+        (["--r1", "-1"], "--r1 must be >= 0, e.g. 0.1 (0 = off), got -1.0"),
+        (["--r1", "nan"], "--r1 must be >= 0"),
         (["--loss", "wgan-gp", "--d-norm", "batch"], "needs a critic without BatchNorm"),
         (["--d-norm", "group"], "--d-norm must be one of auto, batch, layer, none"),
         (["--lr-decay-epochs", "3"], "--lr-decay-epochs must be in [0, --epochs 1], got 3"),

@@ -10,13 +10,14 @@ from pathlib import Path
 from infer.errors import UserError
 
 from .config import TrainConfig
+from .losses import R1_EVERY
 
 # On --resume every option defaults to the checkpoint's; these define the model and the optimisation,
 # so giving a different value is an error rather than a silently different run.
 LOCKED_ON_RESUME = (
     "batch_size", "latent_dim", "g_width", "d_width", "dataset", "image_size", "channels", "unconditional",
     "lr_g", "lr_d", "beta1", "beta2", "real_label", "fake_label", "precision", "seed", "data_dir", "limit", "ema",
-    "loss", "n_critic", "gp_weight", "d_norm", "spectral_norm", "lr_decay_epochs",
+    "loss", "n_critic", "gp_weight", "d_norm", "spectral_norm", "lr_decay_epochs", "r1",
 )
 
 
@@ -60,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     a("--d-norm", help="D's normalisation: batch, layer or none (default: batch; wgan-gp: layer)")
     a("--spectral-norm", action=argparse.BooleanOptionalAction,
       help="spectral norm on every D layer, for any loss (default off)")
+    a("--r1", type=float, metavar="GAMMA",
+      help="R1 penalty (Mescheder et al. 2018) on D's gradient at real images, weight GAMMA/2, applied every "
+      f"{R1_EVERY}th D step; any loss; 0 = off (default {d.r1})")
     a("--lr-decay-epochs", type=int,
       help="decay both learning rates linearly to 0 over the last N epochs; 0 = constant (default: the "
       "last 40%%, round(0.4 x --epochs))")

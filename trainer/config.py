@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 from infer.errors import UserError
@@ -33,6 +34,7 @@ class TrainConfig:
     gp_weight: float = 10.0  # the gradient penalty's weight (wgan-gp)
     d_norm: str = "auto"  # D's normalisation: batch, layer, none; auto = layer for wgan-gp, else batch
     spectral_norm: bool = False
+    r1: float = 0.0  # gamma of the R1 penalty on real images (Mescheder et al. 2018); 0 = off
     # decay both learning rates linearly to 0 over the last N epochs; 0 = constant; None = the last 40% of
     # --epochs, which follows --epochs on --resume (constant, then linear decay, as CycleGAN schedules it;
     # docs/experiments.md measured 2-7 of 10 epochs)
@@ -107,6 +109,8 @@ class TrainConfig:
             raise UserError(f"--ema must be in [0, 1), e.g. 0.99, got {self.ema}")
         if self.keep not in ("best", "last"):
             raise UserError(f"--keep must be best or last, got {self.keep}")
+        if not 0 <= self.r1 < math.inf:
+            raise UserError(f"--r1 must be >= 0, e.g. 0.1 (0 = off), got {self.r1}")
         if not self.gp_weight > 0:
             raise UserError(f"--gp-weight must be > 0, got {self.gp_weight}")
         if self.d_norm not in D_NORMS:

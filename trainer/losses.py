@@ -59,6 +59,19 @@ def gradient_penalty(critic: Callable, real: torch.Tensor, fake: torch.Tensor, l
     return ((grad.float().flatten(1).norm(dim=1) - 1) ** 2).mean()
 
 
+R1_EVERY = 4  # R1 is applied lazily (Karras et al. 2020, StyleGAN2): every 4th D step, weighted 4x
+
+
+def r1_penalty(scores_real: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """Mescheder et al. 2018: E|grad_x D(x)|^2 on real images (x needs requires_grad; the caller weighs it by gamma/2).
+
+    Zero-centred on the data: D is pushed to be flat where the real images are, so that it cannot
+    keep sharpening around them; with any loss.
+    """
+    (grad,) = torch.autograd.grad(scores_real.sum(), real, create_graph=True)
+    return grad.float().flatten(1).pow(2).sum(1).mean()
+
+
 @dataclass(frozen=True)
 class Loss:
     d: Callable  # (D(x), D(G(z)), targets) -> D's loss

@@ -32,7 +32,7 @@ from .checkpoint import (
 from .config import TrainConfig
 from .data import InMemoryBatches, load_dataset, to_float
 from .distributed import Distributed
-from .losses import LOSSES, gradient_penalty
+from .losses import LOSSES, R1_EVERY, gradient_penalty, r1_penalty
 from .model import Discriminator, Generator, ModelConfig, build_models
 from .monitor import RED, Health, RunningMetrics, within_class_spread
 from .tracking import Tracking
@@ -304,6 +304,9 @@ class Trainer:
         autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
 
         # D: real images up, generated ones (same labels) down, as the loss measures it.
+        r1 = cfg.r1 > 0 and self.state.global_step % R1_EVERY == 0
+        if r1:
+            real = real.detach().requires_grad_(True)
         with autocast:
             fake = g(z, cond)
             scores_real = d(real, cond).float()
@@ -311,6 +314,8 @@ class Trainer:
             loss_d = loss.d(scores_real, scores_fake, targets)
             if loss.gradient_penalty:
                 loss_d = loss_d + cfg.gp_weight * gradient_penalty(d, real, fake.detach(), cond, self.noise)
+        if r1:  # lazily, as StyleGAN2 does: every R1_EVERY-th D step, weighted by R1_EVERY to keep its strength
+            loss_d = loss_d + cfg.r1 / 2 * R1_EVERY * r1_penalty(scores_real, real)
         self.opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         self.opt_d.step()
