@@ -104,7 +104,7 @@ def test_r1_penalty_matches_a_hand_computed_value():
 
 def test_r1_trains_changes_d_and_resumes_exactly(tmp_path, capsys):
     plain, straight, split = tmp_path / "plain", tmp_path / "straight", tmp_path / "split"
-    assert main([*TINY_RUN, "--epochs", "2", "--out", str(plain)]) == 0
+    assert main([*TINY_RUN, "--r1", "0", "--epochs", "2", "--out", str(plain)]) == 0
     assert main([*TINY_RUN, "--r1", "1", "--epochs", "2", "--out", str(straight)]) == 0
     assert main([*TINY_RUN, "--r1", "1", "--epochs", "1", "--out", str(split)]) == 0
     assert main(["--resume", "--epochs", "2", "--out", str(split)]) == 0
@@ -118,6 +118,17 @@ def test_r1_trains_changes_d_and_resumes_exactly(tmp_path, capsys):
     # a resumed run keeps its penalty: asking for another one is refused
     assert main(["--resume", "--r1", "0.5", "--epochs", "3", "--out", str(split)]) == 2
     assert "--r1 0.5 does not match the checkpoint (1.0)" in capsys.readouterr().err
+
+    # a checkpoint written before --r1 existed (no r1 in its config) trained without R1 and resumes without it,
+    # although bce's default is now 0.1: the same weights as the uninterrupted run without R1
+    old = tmp_path / "old"
+    assert main([*TINY_RUN, "--r1", "0", "--epochs", "1", "--out", str(old)]) == 0
+    ckpt = torch.load(old / "checkpoints/last.pt", weights_only=True)
+    del ckpt["config"]["r1"]
+    torch.save(ckpt, old / "checkpoints/last.pt")
+    assert main(["--resume", "--epochs", "2", "--out", str(old)]) == 0
+    resumed = _weights(old / "checkpoints/last.pt")
+    assert all(torch.equal(off[k], resumed[k]) for k in off), "a pre-R1 checkpoint resumed with R1"
 
 
 def test_spectral_norm_bounds_every_d_layer():

@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
       help="spectral norm on every D layer, for any loss (default off)")
     a("--r1", type=float, metavar="GAMMA",
       help="R1 penalty (Mescheder et al. 2018) on D's gradient at real images, weight GAMMA/2, applied every "
-      f"{R1_EVERY}th D step; any loss; 0 = off (default {d.r1})")
+      f"{R1_EVERY}th D step; any loss; 0 = off (default {d.r1} for bce, 0 for the other losses)")
     a("--lr-decay-epochs", type=int,
       help="decay both learning rates linearly to 0 over the last N epochs; 0 = constant (default: the "
       "last 40%%, round(0.4 x --epochs))")
@@ -108,6 +108,7 @@ def resolve_config(given: dict) -> tuple[TrainConfig, dict | None]:
         raise UserError(f"{path}: not an mnist-gen training checkpoint (use checkpoints/last.pt)")
     names = {f.name for f in fields(TrainConfig)}
     values = {k: v for k, v in ckpt.get("config", {}).items() if k in names}
+    values.setdefault("r1", 0.0)  # checkpoints from before --r1 trained without it: resume them the same way
     for key, value in given.items():
         if key in LOCKED_ON_RESUME and key in values and value != values[key]:
             flag = "--" + key.replace("_", "-")

@@ -34,7 +34,7 @@ class TrainConfig:
     gp_weight: float = 10.0  # the gradient penalty's weight (wgan-gp)
     d_norm: str = "auto"  # D's normalisation: batch, layer, none; auto = layer for wgan-gp, else batch
     spectral_norm: bool = False
-    r1: float = 0.0  # gamma of the R1 penalty on real images (Mescheder et al. 2018); 0 = off
+    r1: float | None = None  # gamma of the R1 penalty on real images (Mescheder et al. 2018); 0 = off; None = 0.1 for bce, else 0
     # decay both learning rates linearly to 0 over the last N epochs; 0 = constant; None = the last 40% of
     # --epochs, which follows --epochs on --resume (constant, then linear decay, as CycleGAN schedules it;
     # docs/experiments.md measured 2-7 of 10 epochs)
@@ -68,7 +68,7 @@ class TrainConfig:
         if loss is None:
             return
         for name, default in {"lr_g": loss.lr, "lr_d": loss.lr, "beta1": loss.betas[0], "beta2": loss.betas[1],
-                              "n_critic": loss.n_critic}.items():
+                              "n_critic": loss.n_critic, "r1": loss.r1}.items():
             if getattr(self, name) is None:
                 setattr(self, name, default)
         if self.d_norm == "auto":
