@@ -34,7 +34,8 @@ class TrainConfig:
     gp_weight: float = 10.0  # the gradient penalty's weight (wgan-gp)
     d_norm: str = "auto"  # D's normalisation: batch, layer, none; auto = layer for wgan-gp, else batch
     spectral_norm: bool = False
-    r1: float | None = None  # gamma of the R1 penalty on real images (Mescheder et al. 2018); 0 = off; None = 0.1 for bce, else 0
+    # gamma of the R1 penalty on real images (Mescheder et al. 2018); 0 = off; None = the loss's (0.1 for bce, else 0)
+    r1: float | None = None
     # decay both learning rates linearly to 0 over the last N epochs; 0 = constant; None = the last 40% of
     # --epochs, which follows --epochs on --resume (constant, then linear decay, as CycleGAN schedules it;
     # docs/experiments.md measured 2-7 of 10 epochs)
