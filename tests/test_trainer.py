@@ -88,7 +88,7 @@ def test_the_default_run_averages_g_and_decays_the_rates_over_its_last_40_percen
     (first, _), (last, checkpoint) = rates(1), rates(2)
     assert first == [2e-4, 2e-4]  # epoch 1 of 2: constant (the decay takes round(0.4 x 2) = 1 epoch)
     assert last == pytest.approx([2e-4 / steps] * 2)  # the last step of the decay's one epoch: 1/4 of the rate left
-    assert checkpoint["config"]["ema"] == 0.99 and checkpoint["generator_ema"] is not None
+    assert checkpoint["config"]["ema"] == 0.999 and checkpoint["generator_ema"] is not None
     assert json.loads((tmp_path / "config.json").read_text())["resolved"]["lr_decay_epochs"] == 1  # what ran
     assert [TrainConfig(epochs=n).decay_epochs for n in (1, 10, 30)] == [0, 4, 12]  # measured best at 10 epochs
     # what users get (generator.pth, the export) is the averaged G, not the live one
