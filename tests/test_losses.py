@@ -131,6 +131,23 @@ def test_r1_trains_changes_d_and_resumes_exactly(tmp_path, capsys):
     assert all(torch.equal(off[k], resumed[k]) for k in off), "a pre-R1 checkpoint resumed with R1"
 
 
+def test_mismatch_trains_changes_d_and_resumes_exactly(tmp_path, capsys):
+    plain, straight, split = tmp_path / "plain", tmp_path / "straight", tmp_path / "split"
+    assert main([*TINY_RUN, "--epochs", "2", "--out", str(plain)]) == 0
+    assert main([*TINY_RUN, "--mismatch", "0.5", "--epochs", "2", "--out", str(straight)]) == 0
+    assert main([*TINY_RUN, "--mismatch", "0.5", "--epochs", "1", "--out", str(split)]) == 0
+    assert main(["--resume", "--epochs", "2", "--out", str(split)]) == 0
+    capsys.readouterr()
+    assert all(math.isfinite(r["loss_d"]) for r in _records(straight))
+    a, b = _weights(straight / "checkpoints/last.pt"), _weights(split / "checkpoints/last.pt")
+    assert all(torch.equal(a[k], b[k]) for k in a), "resume is not exact"
+    off = _weights(plain / "checkpoints/last.pt")
+    # the label maps enter D's first layer: its weights on them are what the mismatched pairs train
+    assert not torch.equal(a["discriminator.main.0.weight"], off["discriminator.main.0.weight"]), "no effect"
+    assert main(["--resume", "--mismatch", "0", "--epochs", "3", "--out", str(split)]) == 2
+    assert "--mismatch 0.0 does not match the checkpoint (0.5)" in capsys.readouterr().err
+
+
 def test_spectral_norm_bounds_every_d_layer():
     _, discriminator = build_models(ModelConfig(d_width=8, spectral_norm=True))
     images, labels = torch.randn(4, 1, 28, 28), torch.arange(4)
@@ -171,6 +188,8 @@ def test_learning_rates_decay_linearly_to_zero_over_the_last_epochs(tmp_path, ca
         (["--gp-weight", "-1"], "--gp-weight must be > 0, got -1.0"),
         (["--r1", "-1"], "--r1 must be >= 0, e.g. 0.1 (0 = off), got -1.0"),
         (["--r1", "nan"], "--r1 must be >= 0"),
+        (["--mismatch", "1"], "--mismatch must be in [0, 1), e.g. 0.5 (0 = off), got 1.0"),
+        (["--mismatch", "0.5", "--unconditional"], "--mismatch needs labels"),
         (["--loss", "wgan-gp", "--d-norm", "batch"], "needs a critic without BatchNorm"),
         (["--d-norm", "group"], "--d-norm must be one of auto, batch, layer, none"),
         (["--lr-decay-epochs", "3"], "--lr-decay-epochs must be in [0, --epochs 1], got 3"),

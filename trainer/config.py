@@ -36,6 +36,9 @@ class TrainConfig:
     spectral_norm: bool = False
     # gamma of the R1 penalty on real images (Mescheder et al. 2018); 0 = off; None = the loss's (0.1 for bce, else 0)
     r1: float | None = None
+    # share of D's "fake" side given to real images with wrong labels (matching-aware D, Reed et al. 2016);
+    # 0 = off; conditional runs only
+    mismatch: float = 0.0
     # decay both learning rates linearly to 0 over the last N epochs; 0 = constant; None = the last 40% of
     # --epochs, which follows --epochs on --resume (constant, then linear decay, as CycleGAN schedules it;
     # docs/experiments.md measured 2-7 of 10 epochs)
@@ -115,6 +118,10 @@ class TrainConfig:
             raise UserError(f"--keep must be best or last, got {self.keep}")
         if not 0 <= self.r1 < math.inf:
             raise UserError(f"--r1 must be >= 0, e.g. 0.1 (0 = off), got {self.r1}")
+        if not 0 <= self.mismatch < 1:
+            raise UserError(f"--mismatch must be in [0, 1), e.g. 0.5 (0 = off), got {self.mismatch}")
+        if self.mismatch and self.unconditional:
+            raise UserError("--mismatch needs labels: it has no meaning with --unconditional")
         if not self.gp_weight > 0:
             raise UserError(f"--gp-weight must be > 0, got {self.gp_weight}")
         if self.d_norm not in D_NORMS:

@@ -312,6 +312,11 @@ class Trainer:
             scores_real = d(real, cond).float()
             scores_fake = d(fake.detach(), cond).float()
             loss_d = loss.d(scores_real, scores_fake, targets)
+            if cfg.mismatch:  # GAN-CLS (Reed et al. 2016): real images with wrong labels count as fakes
+                wrong = (cond + torch.randint(1, self.model_cfg.num_classes, cond.shape, device=self.device,
+                                              generator=self.noise)) % self.model_cfg.num_classes
+                scores_wrong = d(real, wrong).float()
+                loss_d = (1 - cfg.mismatch) * loss_d + cfg.mismatch * loss.d(scores_real, scores_wrong, targets)
             if loss.gradient_penalty:
                 loss_d = loss_d + cfg.gp_weight * gradient_penalty(d, real, fake.detach(), cond, self.noise)
         if r1:  # lazily, as StyleGAN2 does: every R1_EVERY-th D step, weighted by R1_EVERY to keep its strength
