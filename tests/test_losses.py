@@ -102,18 +102,28 @@ def test_r1_penalty_matches_a_hand_computed_value():
     assert r1_penalty(0.5 * (real**2).flatten(1).sum(1), real).item() == pytest.approx(15.5)
 
 
-def test_r1_trains_changes_d_and_resumes_exactly(tmp_path, capsys):
+def _run_with_and_without(tmp_path, capsys, off: list, on: list, what: str):
+    """2 epochs without the option, 2 with it straight and 1 + 1 resumed: finite, exact, and D is changed.
+
+    Returns the resumed run's directory and the weights of the run without the option."""
     plain, straight, split = tmp_path / "plain", tmp_path / "straight", tmp_path / "split"
-    assert main([*TINY_RUN, "--r1", "0", "--epochs", "2", "--out", str(plain)]) == 0
-    assert main([*TINY_RUN, "--r1", "1", "--epochs", "2", "--out", str(straight)]) == 0
-    assert main([*TINY_RUN, "--r1", "1", "--epochs", "1", "--out", str(split)]) == 0
+    assert main([*TINY_RUN, *off, "--epochs", "2", "--out", str(plain)]) == 0
+    assert main([*TINY_RUN, *on, "--epochs", "2", "--out", str(straight)]) == 0
+    assert main([*TINY_RUN, *on, "--epochs", "1", "--out", str(split)]) == 0
     assert main(["--resume", "--epochs", "2", "--out", str(split)]) == 0
     capsys.readouterr()
     assert all(math.isfinite(r["loss_d"]) for r in _records(straight))
     a, b = _weights(straight / "checkpoints/last.pt"), _weights(split / "checkpoints/last.pt")
     assert all(torch.equal(a[k], b[k]) for k in a), "resume is not exact"
-    off = _weights(plain / "checkpoints/last.pt")
-    assert not torch.equal(a["discriminator.main.0.weight"], off["discriminator.main.0.weight"]), "R1 had no effect"
+    off_weights = _weights(plain / "checkpoints/last.pt")
+    # D's first layer reads the image and the label maps: both options train it differently
+    assert not torch.equal(a["discriminator.main.0.weight"], off_weights["discriminator.main.0.weight"]), \
+        f"{what} had no effect"
+    return split, off_weights
+
+
+def test_r1_trains_changes_d_and_resumes_exactly(tmp_path, capsys):
+    split, off = _run_with_and_without(tmp_path, capsys, ["--r1", "0"], ["--r1", "1"], "R1")
     assert json.loads((split / "config.json").read_text())["config"]["r1"] == 1.0
     # a resumed run keeps its penalty: asking for another one is refused
     assert main(["--resume", "--r1", "0.5", "--epochs", "3", "--out", str(split)]) == 2
@@ -132,18 +142,7 @@ def test_r1_trains_changes_d_and_resumes_exactly(tmp_path, capsys):
 
 
 def test_mismatch_trains_changes_d_and_resumes_exactly(tmp_path, capsys):
-    plain, straight, split = tmp_path / "plain", tmp_path / "straight", tmp_path / "split"
-    assert main([*TINY_RUN, "--epochs", "2", "--out", str(plain)]) == 0
-    assert main([*TINY_RUN, "--mismatch", "0.5", "--epochs", "2", "--out", str(straight)]) == 0
-    assert main([*TINY_RUN, "--mismatch", "0.5", "--epochs", "1", "--out", str(split)]) == 0
-    assert main(["--resume", "--epochs", "2", "--out", str(split)]) == 0
-    capsys.readouterr()
-    assert all(math.isfinite(r["loss_d"]) for r in _records(straight))
-    a, b = _weights(straight / "checkpoints/last.pt"), _weights(split / "checkpoints/last.pt")
-    assert all(torch.equal(a[k], b[k]) for k in a), "resume is not exact"
-    off = _weights(plain / "checkpoints/last.pt")
-    # the label maps enter D's first layer: its weights on them are what the mismatched pairs train
-    assert not torch.equal(a["discriminator.main.0.weight"], off["discriminator.main.0.weight"]), "no effect"
+    split, _ = _run_with_and_without(tmp_path, capsys, [], ["--mismatch", "0.5"], "--mismatch")
     assert main(["--resume", "--mismatch", "0", "--epochs", "3", "--out", str(split)]) == 2
     assert "--mismatch 0.0 does not match the checkpoint (0.5)" in capsys.readouterr().err
 

@@ -113,7 +113,7 @@ def resolve_config(given: dict) -> tuple[TrainConfig, dict | None]:
     names = {f.name for f in fields(TrainConfig)}
     values = {k: v for k, v in ckpt.get("config", {}).items() if k in names}
     values.setdefault("r1", 0.0)  # checkpoints from before --r1 trained without it: resume them the same way
-    values.setdefault("mismatch", 0.0)  # nor --mismatch
+    values.setdefault("mismatch", 0.0)  # nor --mismatch (so the lock below refuses adding it on resume)
     for key, value in given.items():
         if key in LOCKED_ON_RESUME and key in values and value != values[key]:
             flag = "--" + key.replace("_", "-")
