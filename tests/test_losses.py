@@ -147,6 +147,37 @@ def test_mismatch_trains_changes_d_and_resumes_exactly(tmp_path, capsys):
     assert "--mismatch 0.0 does not match the checkpoint (0.5)" in capsys.readouterr().err
 
 
+def test_aux_classifier_learns_digits_changes_g_and_resumes_exactly(tmp_path, capsys):
+    split, off = _run_with_and_without(tmp_path, capsys, ["--aux-weight", "0"], ["--aux-weight", "1"], "--aux-weight")
+    on = _weights(split / "checkpoints/last.pt")
+    assert not torch.equal(on["generator.main.0.weight"], off["generator.main.0.weight"])
+    # the user sees how many of G's images D's classifier reads as the digit asked for
+    assert all(0 <= r["aux_acc"] <= 1 for r in _records(split) if "loss_d" in r)
+    # D's classifier reads real digits without their labels: after 20 steps it is already far above chance (10%)
+    from trainer.data import load_dataset, to_float
+    from trainer.model import Discriminator
+
+    test = load_dataset("mnist", "test", None, None, None).take(1000)
+    cfg = ModelConfig.from_dict(torch.load(split / "checkpoints/last.pt", weights_only=True)["discriminator"]["config"])
+    d = Discriminator(cfg, classifier=True)
+    d.load_state_dict({k.removeprefix("discriminator."): v for k, v in on.items() if k.startswith("discriminator.")})
+    images = to_float(torch.from_numpy(test.images.copy()))
+    with torch.no_grad():
+        accuracy = (d.eval()(images, classify=True).argmax(1) == torch.from_numpy(test.labels)).float().mean()
+    assert accuracy > 0.5, f"D's classifier reads {accuracy:.0%} of real test digits"
+    assert main(["--resume", "--aux-weight", "0", "--epochs", "3", "--out", str(split)]) == 2
+    assert "--aux-weight 0.0 does not match the checkpoint (1.0)" in capsys.readouterr().err
+
+    # a checkpoint written before --aux-weight existed (no aux_weight in its config) resumes without it, although
+    # bce's default is now 0.2
+    plain = tmp_path / "plain"
+    ckpt = torch.load(plain / "checkpoints/last.pt", weights_only=True)
+    del ckpt["config"]["aux_weight"]
+    torch.save(ckpt, plain / "checkpoints/last.pt")
+    assert main(["--resume", "--epochs", "3", "--out", str(plain)]) == 0
+    assert "aux_acc" not in _records(plain)[-1]
+
+
 def test_spectral_norm_bounds_every_d_layer():
     _, discriminator = build_models(ModelConfig(d_width=8, spectral_norm=True))
     images, labels = torch.randn(4, 1, 28, 28), torch.arange(4)
@@ -189,6 +220,8 @@ def test_learning_rates_decay_linearly_to_zero_over_the_last_epochs(tmp_path, ca
         (["--r1", "nan"], "--r1 must be >= 0"),
         (["--mismatch", "1"], "--mismatch must be in [0, 1), e.g. 0.5 (0 = off), got 1.0"),
         (["--mismatch", "0.5", "--unconditional"], "--mismatch needs labels"),
+        (["--aux-weight", "-1"], "--aux-weight must be >= 0, e.g. 0.2 (0 = off), got -1.0"),
+        (["--aux-weight", "0.2", "--unconditional"], "--aux-weight needs labels"),
         (["--loss", "wgan-gp", "--d-norm", "batch"], "needs a critic without BatchNorm"),
         (["--d-norm", "group"], "--d-norm must be one of auto, batch, layer, none"),
         (["--lr-decay-epochs", "3"], "--lr-decay-epochs must be in [0, --epochs 1], got 3"),
@@ -199,6 +232,22 @@ def test_bad_loss_options_are_one_line(args, message, tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error: ") and message in err and err.count("\n") == 1, err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("option", [["--mismatch", "0.5"], ["--aux-weight", "0.2"]])
+def test_label_options_on_data_without_classes_are_one_line(option, tmp_path, capsys):
+    from PIL import Image
+
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for i in range(64):
+        Image.new("L", (28, 28), 4 * i).save(flat / f"{i}.png")
+    args = ["--dataset", "folder", "--data-dir", str(flat), "--batch-size", "32", "--eval-every", "0"]
+    assert main([*args, *option, "--epochs", "1", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and f"{option[0]} needs labels" in err and err.count("\n") == 1, err
+    # without them the flat folder trains as the unconditional model it is (--aux-weight's default is off there)
+    assert main([*args, "--epochs", "1", "--out", str(tmp_path / "plain")]) == 0
 
 
 def test_bad_loss_from_the_shell_is_one_line(tmp_path):

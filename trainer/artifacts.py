@@ -110,6 +110,12 @@ def save_loss_curve(history: list[dict], path: Path, shown: str = "probability")
         ax_d.plot(steps, [h["d_x"] for h in history], label="mean score of real images")
         ax_d.plot(steps, [h["d_gz"] for h in history], label="mean score of generated images")
         ax_d.set_ylabel("D's score")
+    if "aux_acc" in history[-1]:  # --aux-weight
+        ax_acc = ax_d if shown == "probability" else ax_d.twinx()
+        ax_acc.plot(steps, [h["aux_acc"] for h in history], "k:", label="G's images read as asked (D's classifier)")
+        ax_acc.set_ylim(0, 1)
+        if ax_acc is not ax_d:
+            ax_acc.legend(loc="lower right")
     axes[-1].set_xlabel("step")
     ax_d.legend()
     for ax in axes:

@@ -18,7 +18,7 @@ LOCKED_ON_RESUME = (
     "batch_size", "latent_dim", "g_width", "d_width", "dataset", "image_size", "channels", "unconditional",
     "lr_g", "lr_d", "beta1", "beta2", "real_label", "fake_label", "precision", "seed", "data_dir", "limit", "ema",
     "loss", "n_critic", "gp_weight", "d_norm", "spectral_norm", "lr_decay_epochs", "r1",
-    "mismatch",
+    "mismatch", "aux_weight",
 )
 
 
@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     a("--mismatch", type=float, metavar="SHARE",
       help="matching-aware D (Reed et al. 2016): this share of D's fake side is real images shown with wrong "
       f"labels, so D must check the label too; conditional runs; 0 = off (default {d.mismatch})")
+    a("--aux-weight", type=float, metavar="W",
+      help="auxiliary classifier (AC-GAN, Odena et al. 2017): D also learns to classify real images without "
+      "their labels, and G's loss adds W x its error on G's images; conditional runs; 0 = off (default 0)")
     a("--lr-decay-epochs", type=int,
       help="decay both learning rates linearly to 0 over the last N epochs; 0 = constant (default: the "
       "last 40%%, round(0.4 x --epochs))")
@@ -114,6 +117,7 @@ def resolve_config(given: dict) -> tuple[TrainConfig, dict | None]:
     values = {k: v for k, v in ckpt.get("config", {}).items() if k in names}
     values.setdefault("r1", 0.0)  # checkpoints from before --r1 trained without it: resume them the same way
     values.setdefault("mismatch", 0.0)  # nor --mismatch (so the lock below refuses adding it on resume)
+    values.setdefault("aux_weight", 0.0)  # nor --aux-weight
     for key, value in given.items():
         if key in LOCKED_ON_RESUME and key in values and value != values[key]:
             flag = "--" + key.replace("_", "-")

@@ -39,6 +39,10 @@ class TrainConfig:
     # share of D's "fake" side given to real images with wrong labels (matching-aware D, Reed et al. 2016);
     # 0 = off; conditional runs only
     mismatch: float = 0.0
+    # weight of G's auxiliary classification loss (AC-GAN, Odena et al. 2017): D also holds a classifier, trained
+    # on real images only, and G is asked to make its images read as the digit asked for; 0 = off; None = the
+    # loss's (trainer/losses.py) where the model has labels, else 0
+    aux_weight: float | None = None
     # decay both learning rates linearly to 0 over the last N epochs; 0 = constant; None = the last 40% of
     # --epochs, which follows --epochs on --resume (constant, then linear decay, as CycleGAN schedules it;
     # docs/experiments.md measured 2-7 of 10 epochs)
@@ -122,6 +126,10 @@ class TrainConfig:
             raise UserError(f"--mismatch must be in [0, 1), e.g. 0.5 (0 = off), got {self.mismatch}")
         if self.mismatch and self.unconditional:
             raise UserError("--mismatch needs labels: it has no meaning with --unconditional")
+        if self.aux_weight is not None and not 0 <= self.aux_weight < math.inf:
+            raise UserError(f"--aux-weight must be >= 0, e.g. 0.2 (0 = off), got {self.aux_weight}")
+        if self.aux_weight and self.unconditional:
+            raise UserError("--aux-weight needs labels: it has no meaning with --unconditional")
         if not self.gp_weight > 0:
             raise UserError(f"--gp-weight must be > 0, got {self.gp_weight}")
         if self.d_norm not in D_NORMS:

@@ -86,6 +86,7 @@ class Loss:
     n_critic: int = 1  # D steps per G step
     d_norm: str = "batch"  # D's normalisation unless --d-norm says otherwise
     r1: float = 0.0  # gamma of the R1 penalty unless --r1 says otherwise
+    aux_weight: float = 0.0  # weight of G's auxiliary classification loss unless --aux-weight says otherwise
 
     def show(self, scores: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(scores) if self.shown == "probability" else scores

@@ -156,23 +156,35 @@ class Generator(nn.Module):
         return GeneratorParts(first=m[0], middle=m[1:-5], last_up=m[-5], last_norm=m[-4], output=m[-2])
 
 
+def _down_stack(cfg: ModelConfig, c_in: int, outputs: int, norm: str) -> list[nn.Module]:
+    """Strided convs down to a 7x7 or 4x4 map, then one conv over all of it to `outputs` values per image."""
+    w = cfg.d_width
+    if cfg.image_size == 28:  # 28 -> 14 -> 7, then a 7x7 conv
+        return [*_down(c_in, w), *_down(w, w * 2, norm), nn.Conv2d(w * 2, outputs, 7, 1, 0, bias=False)]
+    if cfg.image_size == 32:  # 32 -> 16 -> 8 -> 4, then a 4x4 conv
+        return [*_down(c_in, w), *_down(w, w * 2, norm), *_down(w * 2, w * 4, norm),
+                nn.Conv2d(w * 4, outputs, 4, 1, 0, bias=False)]
+    # 64 -> 32 -> 16 -> 8 -> 4, then a 4x4 conv
+    return [*_down(c_in, w), *_down(w, w * 2, norm), *_down(w * 2, w * 4, norm), *_down(w * 4, w * 8, norm),
+            nn.Conv2d(w * 8, outputs, 4, 1, 0, bias=False)]
+
+
 class Discriminator(nn.Module):
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, classifier: bool = False):
         super().__init__()
         self.cfg = cfg
-        w, c_in, norm = cfg.d_width, cfg.channels + cfg.num_classes, cfg.d_norm  # the image, then one map per class
-        if cfg.image_size == 28:  # 28 -> 14 -> 7, then a 7x7 conv to one output
-            layers = [*_down(c_in, w), *_down(w, w * 2, norm), nn.Conv2d(w * 2, 1, 7, 1, 0, bias=False)]
-        elif cfg.image_size == 32:  # 32 -> 16 -> 8 -> 4, then a 4x4 conv
-            layers = [*_down(c_in, w), *_down(w, w * 2, norm), *_down(w * 2, w * 4, norm),
-                      nn.Conv2d(w * 4, 1, 4, 1, 0, bias=False)]
-        else:  # 64 -> 32 -> 16 -> 8 -> 4, then a 4x4 conv
-            layers = [*_down(c_in, w), *_down(w, w * 2, norm), *_down(w * 2, w * 4, norm), *_down(w * 4, w * 8, norm),
-                      nn.Conv2d(w * 8, 1, 4, 1, 0, bias=False)]
-        self.main = nn.Sequential(*layers)
+        # the image, then one map per class
+        self.main = nn.Sequential(*_down_stack(cfg, cfg.channels + cfg.num_classes, 1, cfg.d_norm))
+        if classifier:
+            # --aux-weight: a classifier of the same shape that never sees the label (else it would just read
+            # it), trained on real images only. LayerNorm: it judges fake batches too, one image at a time.
+            self.classifier = nn.Sequential(*_down_stack(cfg, cfg.channels, cfg.num_classes, "layer"))
 
-    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """images: [N, C, H, W] in [-1, 1] -> one raw output per image [N] (a logit for the BCE loss)."""
+    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None, classify: bool = False) -> torch.Tensor:
+        """images: [N, C, H, W] in [-1, 1] -> one raw output per image [N] (a logit for the BCE loss),
+        or with classify=True the classifier's logits [N, num_classes] (the labels are not read)."""
+        if classify:
+            return self.classifier(images).flatten(1)
         if self.cfg.conditional:
             n, _, h, w = images.shape
             maps = nn.functional.one_hot(labels, self.cfg.num_classes).to(images.dtype)
@@ -209,8 +221,8 @@ def add_spectral_norm(discriminator: Discriminator) -> None:
             nn.utils.parametrizations.spectral_norm(module)
 
 
-def build_models(cfg: ModelConfig) -> tuple[Generator, Discriminator]:
-    generator, discriminator = Generator(cfg), Discriminator(cfg)
+def build_models(cfg: ModelConfig, classifier: bool = False) -> tuple[Generator, Discriminator]:
+    generator, discriminator = Generator(cfg), Discriminator(cfg, classifier)
     generator.apply(init_weights)
     discriminator.apply(init_weights)
     if cfg.spectral_norm:  # after the init, so the first power iteration starts from the initial weights

@@ -11,18 +11,20 @@ from .distributed import Distributed
 
 GREEN, YELLOW, RED = "green", "yellow", "red"
 METRIC_NAMES = ("loss_d", "loss_g", "d_x", "d_gz")
+AUX_ACCURACY = "aux_acc"  # --aux-weight: the share of G's images D's classifier reads as the digit asked for
 
 
 class RunningMetrics:
     """Sums of per-step metrics on the training device: no host sync until `read()`."""
 
-    def __init__(self, device: torch.device):
-        self.sums = torch.zeros(len(METRIC_NAMES), device=device)
+    def __init__(self, device: torch.device, names: tuple[str, ...] = METRIC_NAMES):
+        self.names = names
+        self.sums = torch.zeros(len(names), device=device)
         self.nonfinite = torch.zeros((), dtype=torch.int64, device=device)
         self.count = 0
 
-    def add(self, loss_d, loss_g, d_x, d_gz) -> None:
-        values = torch.stack([loss_d, loss_g, d_x, d_gz]).detach().float()
+    def add(self, *values: torch.Tensor) -> None:
+        values = torch.stack(values).detach().float()
         self.sums += values
         self.nonfinite += (~torch.isfinite(values)).any()
         self.count += 1
@@ -41,7 +43,7 @@ class RunningMetrics:
         self.sums.zero_()
         self.nonfinite.zero_()
         self.count = 0
-        return dict(zip(METRIC_NAMES, values, strict=True)), nonfinite
+        return dict(zip(self.names, values, strict=True)), nonfinite
 
 
 @torch.no_grad()

@@ -34,7 +34,7 @@ from .data import InMemoryBatches, load_dataset, to_float
 from .distributed import Distributed
 from .losses import LOSSES, R1_EVERY, gradient_penalty, r1_penalty
 from .model import Discriminator, Generator, ModelConfig, build_models
-from .monitor import RED, Health, RunningMetrics, within_class_spread
+from .monitor import AUX_ACCURACY, METRIC_NAMES, RED, Health, RunningMetrics, within_class_spread
 from .tracking import Tracking
 
 EXIT_INTERRUPTED = 130
@@ -108,10 +108,10 @@ def available_memory(device: torch.device) -> int | None:
         return None
 
 
-def check_model_fits(model_cfg: ModelConfig, device: torch.device) -> None:
+def check_model_fits(model_cfg: ModelConfig, device: torch.device, classifier: bool = False) -> None:
     """Refuse, before allocating anything, models whose weights, gradients and Adam state cannot fit."""
     with torch.device("meta"):  # shapes only: nothing is allocated
-        generator, discriminator = Generator(model_cfg), Discriminator(model_cfg)
+        generator, discriminator = Generator(model_cfg), Discriminator(model_cfg, classifier)
     parameters = sum(p.numel() for m in (generator, discriminator) for p in m.parameters())
     needed = parameters * 4 * 4  # fp32 weights, their gradients, Adam's two moments
     available = available_memory(device)
@@ -152,7 +152,12 @@ class Trainer:
                                 f"({len(data.images)} images)")
             cfg.image_size, cfg.channels = data.images.shape[1], data.channels  # what the run really uses, recorded
             self.model_cfg = cfg.model_config(data)
-            check_model_fits(self.model_cfg, self.device)
+            if not self.model_cfg.conditional and (cfg.mismatch or cfg.aux_weight):
+                option = "--mismatch" if cfg.mismatch else "--aux-weight"
+                raise UserError(f"{option} needs labels, and this data has no classes (a flat folder)")
+            if cfg.aux_weight is None:  # the loss's default, where there are labels to classify
+                cfg.aux_weight = self.loss.aux_weight if self.model_cfg.conditional else 0.0
+            check_model_fits(self.model_cfg, self.device, classifier=cfg.aux_weight > 0)
             if cfg.wandb:
                 Tracking.check_wandb()
             if self.dist.is_main:
@@ -169,7 +174,7 @@ class Trainer:
             torch.backends.cudnn.benchmark = True
 
         torch.manual_seed(cfg.seed)
-        self.generator, self.discriminator = build_models(self.model_cfg)
+        self.generator, self.discriminator = build_models(self.model_cfg, classifier=cfg.aux_weight > 0)
         for model in (self.generator, self.discriminator):
             model.to(self.device, memory_format=torch.channels_last)
         # ...except G's first layer, which runs as a matmul: a channels_last weight would be copied
@@ -184,6 +189,7 @@ class Trainer:
         self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=cfg.lr_d, betas=betas, fused=True)
         # Each rank draws its own noise (rank 0's is the single-process run's), and its own share of the data.
         self.noise = torch.Generator(self.device).manual_seed(cfg.seed + self.dist.rank)
+        self.aux_accuracy = torch.zeros((), device=self.device)  # --aux-weight: logged, refreshed by each G step
         self.state = RunState()
 
         x = torch.from_numpy(data.images.copy()).to(self.device)  # uint8, converted per batch
@@ -297,7 +303,9 @@ class Trainer:
     # ---- the step ----------------------------------------------------------------------------
 
     def train_step(self, real: torch.Tensor, labels: torch.Tensor, targets: dict) -> tuple:
-        """One D step, and a G step every --n-critic steps; the loss (trainer/losses.py) is the only seam."""
+        """One D step, and a G step every --n-critic steps; the loss (trainer/losses.py) is the only seam.
+
+        Returns the metrics to log (METRIC_NAMES, then AUX_ACCURACY with --aux-weight) and G's images."""
         cfg, g, d, loss = self.cfg, self.g_step, self.d_forward, self.loss
         cond = labels if self.model_cfg.conditional else None
         z = torch.randn(len(real), cfg.latent_dim, device=self.device, generator=self.noise)
@@ -317,6 +325,8 @@ class Trainer:
                                               generator=self.noise)) % self.model_cfg.num_classes
                 scores_wrong = d(real, wrong).float()
                 loss_d = (1 - cfg.mismatch) * loss_d + cfg.mismatch * loss.d(scores_real, scores_wrong, targets)
+            if cfg.aux_weight:  # AC-GAN's classifier, trained on real images only, so G cannot teach it its errors
+                loss_d = loss_d + nn.functional.cross_entropy(d(real.detach(), classify=True).float(), cond)
             if loss.gradient_penalty:
                 loss_d = loss_d + cfg.gp_weight * gradient_penalty(d, real, fake.detach(), cond, self.noise)
         if r1:  # lazily, as StyleGAN2 does: every R1_EVERY-th D step, weighted by R1_EVERY to keep its strength
@@ -334,13 +344,20 @@ class Trainer:
             self.discriminator.requires_grad_(False)
             with autocast:
                 loss_g = loss.g(self.d_frozen(fake, cond).float(), targets)
+                if cfg.aux_weight:  # ...and read as the digit asked for
+                    read_as = self.d_frozen(fake, classify=True).float()
+                    loss_g = loss_g + cfg.aux_weight * nn.functional.cross_entropy(read_as, cond)
+                    self.aux_accuracy = (read_as.argmax(1) == cond).float().mean().detach()
             self.opt_g.zero_grad(set_to_none=True)
             loss_g.backward()
             self.opt_g.step()
             self.discriminator.requires_grad_(True)
             if self.generator_ema is not None:
                 self._update_ema()
-        return loss_d, loss_g, loss.show(scores_real).mean(), loss.show(scores_fake).mean(), fake
+        shown = (loss_d, loss_g, loss.show(scores_real).mean(), loss.show(scores_fake).mean())
+        if cfg.aux_weight:  # on critic-only steps, that of G's last step
+            shown += (self.aux_accuracy,)
+        return *shown, fake
 
     def _decay_learning_rates(self) -> None:
         """--lr-decay-epochs N (default: half of --epochs): both rates fall linearly to 0 over the last N epochs."""
@@ -368,7 +385,8 @@ class Trainer:
             "fake": torch.full((b,), cfg.fake_label, device=self.device),
             "ones": torch.ones(b, device=self.device),
         }
-        metrics, health = RunningMetrics(self.device), Health(self.loss)
+        names = METRIC_NAMES + ((AUX_ACCURACY,) if cfg.aux_weight else ())
+        metrics, health = RunningMetrics(self.device, names), Health(self.loss)
         self.first_epoch = s.epoch + 1  # what this process trains; the run may hold more (--resume)
         self.started, self.wall_before = started, s.wall_s
         previous_handlers = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -627,8 +645,9 @@ def _postfix(m: dict, color: bool, shown: str = "probability") -> str:
         code = {"green": "32", "yellow": "33", "red": "31"}[health]
         health = f"\033[{code}m{health}\033[0m"
     d = "D" if shown == "probability" else "score"  # a critic's raw score is no probability: say so
+    aux = f"read-as-asked={m[AUX_ACCURACY]:.3f} " if AUX_ACCURACY in m else ""
     text = (f"loss_d={m['loss_d']:.3f} loss_g={m['loss_g']:.3f} {d}(x)={m['d_x']:.3f} {d}(G(z))={m['d_gz']:.3f} "
-            f"{m['images_per_s']:.0f} img/s health={health}")
+            f"{aux}{m['images_per_s']:.0f} img/s health={health}")
     return text if m["health"] == "green" else f"{text} ({m['health_reason']})"
 
 
