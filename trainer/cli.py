@@ -70,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
       f"labels, so D must check the label too; conditional runs; 0 = off (default {d.mismatch})")
     a("--aux-weight", type=float, metavar="W",
       help="auxiliary classifier (AC-GAN, Odena et al. 2017): D also learns to classify real images without "
-      "their labels, and G's loss adds W x its error on G's images; conditional runs; 0 = off (default 0)")
+      "their labels, and G's loss adds W x its error on G's images; conditional runs; 0 = off (default 0.2 for "
+      "bce, 0 for the other losses and for data without classes)")
     a("--lr-decay-epochs", type=int,
       help="decay both learning rates linearly to 0 over the last N epochs; 0 = constant (default: the "
       "last 40%%, round(0.4 x --epochs))")
