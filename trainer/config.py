@@ -124,12 +124,8 @@ class TrainConfig:
             raise UserError(f"--r1 must be >= 0, e.g. 0.1 (0 = off), got {self.r1}")
         if not 0 <= self.mismatch < 1:
             raise UserError(f"--mismatch must be in [0, 1), e.g. 0.5 (0 = off), got {self.mismatch}")
-        if self.mismatch and self.unconditional:
-            raise UserError("--mismatch needs labels: it has no meaning with --unconditional")
         if self.aux_weight is not None and not 0 <= self.aux_weight < math.inf:
             raise UserError(f"--aux-weight must be >= 0, e.g. 0.2 (0 = off), got {self.aux_weight}")
-        if self.aux_weight and self.unconditional:
-            raise UserError("--aux-weight needs labels: it has no meaning with --unconditional")
         if not self.gp_weight > 0:
             raise UserError(f"--gp-weight must be > 0, got {self.gp_weight}")
         if self.d_norm not in D_NORMS:

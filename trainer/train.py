@@ -154,7 +154,8 @@ class Trainer:
             self.model_cfg = cfg.model_config(data)
             if not self.model_cfg.conditional and (cfg.mismatch or cfg.aux_weight):
                 option = "--mismatch" if cfg.mismatch else "--aux-weight"
-                raise UserError(f"{option} needs labels, and this data has no classes (a flat folder)")
+                why = "--unconditional" if cfg.unconditional else "the data has no classes (a flat folder)"
+                raise UserError(f"{option} needs labels, and this run has none: {why}")
             if cfg.aux_weight is None:  # the loss's default, where there are labels to classify
                 cfg.aux_weight = self.loss.aux_weight if self.model_cfg.conditional else 0.0
             check_model_fits(self.model_cfg, self.device, classifier=cfg.aux_weight > 0)
