@@ -9,11 +9,12 @@ import sys
 import pytest
 import torch
 from conftest import assert_one_line_error, python_m, run
+from PIL import Image
 
 from trainer.cli import main
-from trainer.data import BUNDLED_MNIST
+from trainer.data import BUNDLED_MNIST, load_dataset, to_float
 from trainer.losses import LOSSES, gradient_penalty, r1_penalty
-from trainer.model import ModelConfig, build_models
+from trainer.model import Discriminator, ModelConfig, build_models
 from trainer.monitor import GREEN, RED, YELLOW, Health
 
 # 10 steps an epoch: wgan-gp (5 critic steps per G step) moves G twice in the first epoch
@@ -154,9 +155,6 @@ def test_aux_classifier_learns_digits_changes_g_and_resumes_exactly(tmp_path, ca
     # the user sees how many of G's images D's classifier reads as the digit asked for
     assert all(0 <= r["aux_acc"] <= 1 for r in _records(split) if "loss_d" in r)
     # D's classifier reads real digits without their labels: after 20 steps it is already far above chance (10%)
-    from trainer.data import load_dataset, to_float
-    from trainer.model import Discriminator
-
     test = load_dataset("mnist", "test", None, None, None).take(1000)
     cfg = ModelConfig.from_dict(torch.load(split / "checkpoints/last.pt", weights_only=True)["discriminator"]["config"])
     d = Discriminator(cfg, classifier=True)
@@ -236,8 +234,6 @@ def test_bad_loss_options_are_one_line(args, message, tmp_path, capsys):
 
 @pytest.mark.parametrize("option", [["--mismatch", "0.5"], ["--aux-weight", "0.2"]])
 def test_label_options_on_data_without_classes_are_one_line(option, tmp_path, capsys):
-    from PIL import Image
-
     flat = tmp_path / "flat"
     flat.mkdir()
     for i in range(64):
