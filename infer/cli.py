@@ -379,7 +379,8 @@ def _score(model, n, seed, as_json, batch_size, provider, scorer) -> None:
             print(f"{title:<22}{format(result[key], fmt):>12}{floor_value:>14}")
     shares = " ".join(f"{d}:{s:.1%}" for d, s in enumerate(result["digit_share"]))
     print(f"{'digit' if data == 'mnist' else 'class'} shares: {shares}")
-    print(f"({n} generated images, seed {seed}; real: up to 10,000 {data} training images against its test images)")
+    print(f"({n} generated images, seed {seed}; real: up to 10,000 {data} training images drawn at random, "
+          "classes in turn, against its test images)")
 
 
 @app.command()

@@ -128,6 +128,11 @@ def fit_to(images: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
+def requested_labels(n: int, num_classes: int) -> np.ndarray | None:
+    """The labels a conditional generator is scored on: 0, 1, ..., num_classes - 1 in turn (None: unconditional)."""
+    return np.arange(n, dtype=np.int64) % num_classes if num_classes else None
+
+
 def score_generator(generate, latent_dim: int, num_classes: int, stats: dict, session,
                     n: int = 10_000, seed: int = 0, batch_size: int = 500) -> dict:
     """Score any generator on fixed noise: `generate(z, labels) -> images [N, C, H, W]` (numpy).
@@ -135,7 +140,7 @@ def score_generator(generate, latent_dim: int, num_classes: int, stats: dict, se
     `mnist-gen score` (onnxruntime) and the trainer (torch) both come through here, so for the same
     weights, n and seed they draw the same z and labels and report the same figures.
     """
-    labels = np.arange(n, dtype=np.int64) % num_classes if num_classes else None
+    labels = requested_labels(n, num_classes)
     logits, features = [], []
     for _, images in generate_batches(generate, latent_dim, n, seed, labels, batch_size):
         batch_logits, batch_features = classify(session, images)
