@@ -80,10 +80,10 @@ def floor_indices(labels: np.ndarray, num_classes: int, n: int = 10_000, seed: i
     wanted = requested_labels(n, num_classes)
     picked = shuffled[:n].copy()
     for c in range(num_classes):
-        of_class = shuffled[labels[shuffled] == c]
-        if len(of_class) < (wanted == c).sum():
+        slots, of_class = np.flatnonzero(wanted == c), shuffled[labels[shuffled] == c]
+        if len(of_class) < len(slots):
             return shuffled[:n]
-        picked[wanted == c] = of_class[: (wanted == c).sum()]
+        picked[slots] = of_class[: len(slots)]
     return picked
 
 
@@ -194,8 +194,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"test accuracy {accuracy:.4f}; real-data floor on up to 10k training images, classes in turn: "
-          f"FID {floor['fid']:.3f}, "
-          f"IS {floor['inception_score']:.3f}; wrote {out / CLASSIFIER.name} and {out / STATS.name}")
+          f"FID {floor['fid']:.3f}, IS {floor['inception_score']:.3f}; wrote {out / CLASSIFIER.name} "
+          f"and {out / STATS.name}")
     return 0
 
 
