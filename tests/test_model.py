@@ -19,6 +19,18 @@ def test_shapes_and_range(size, num_classes):
     assert logits.shape == (5,)
 
 
+@pytest.mark.parametrize("size, smallest", [(28, 7), (32, 4), (64, 4)])
+def test_d_blocks_are_3x3_convs_at_the_smallest_map(size, smallest):
+    seen = []
+    discriminator = Discriminator(ModelConfig(image_size=size, d_width=8, d_blocks=2), classifier=True)
+    for conv in (m for m in discriminator.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3)):
+        conv.register_forward_hook(lambda module, inputs, output: seen.append(tuple(output.shape[-2:])))
+    discriminator(torch.randn(3, 1, size, size), torch.arange(3))
+    assert seen == [(smallest, smallest)] * 2  # two blocks in D's main stack
+    discriminator(torch.randn(3, 1, size, size), classify=True)
+    assert len(seen) == 2  # and none in its classifier
+
+
 def test_conditional_generator_uses_the_label():
     generator, _ = build_models(ModelConfig(g_width=8))
     generator.eval()

@@ -155,6 +155,7 @@ def test_nonfinite_loss_stops_with_a_clear_message(tmp_path):
         (["--lr-g", "0"], "--lr-g must be > 0"),
         (["--lr-d", "-1"], "--lr-d must be > 0"),
         (["--g-width", "0"], "--g-width must be >= 1"),
+        (["--d-blocks", "-1"], "--d-blocks must be >= 0"),
         (["--device", "tpu"], "device 'tpu'"),
         (["--data-dir", "/nonexistent/mnist"], "not a folder"),
         (["--resume", "/nonexistent/last.pt"], "no such file"),
@@ -170,7 +171,7 @@ def test_sizes_that_cannot_fit_are_refused_before_any_work(tmp_path):
     too_big = {
         ("--batch-size", "100000"): "--batch-size 100000 is larger than the training set (60000 images)",
         ("--latent-dim", "5000000"): "lower --latent-dim",
-        ("--d-width", "100000"): "lower --latent-dim, --g-width or --d-width",
+        ("--d-width", "100000"): "lower --latent-dim, --g-width, --d-width or --d-blocks",
     }
     for args, message in too_big.items():
         result = python_m("trainer", *args, "--out", str(tmp_path / "out"))
@@ -267,14 +268,17 @@ def test_a_64_pixel_mnist_run_is_scored_and_keeps_its_best_epoch(tmp_path):
 
 
 def test_model_widths_train_export_and_generate(tmp_path):
-    """--g-width/--d-width (ngf/ndf) shape the models, travel with generator.pth to ONNX, and lock on resume."""
-    result = python_m("trainer", *QUICK, "--epochs", "1", "--g-width", "16", "--d-width", "96",
+    """--g-width/--d-width (ngf/ndf) and --d-blocks shape the models, travel with generator.pth to ONNX, and lock
+    on resume."""
+    result = python_m("trainer", *QUICK, "--epochs", "1", "--g-width", "16", "--d-width", "96", "--d-blocks", "2",
                       "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr
     g = torch.load(tmp_path / "generator.pth", weights_only=True)
     d = torch.load(tmp_path / "discriminator.pth", weights_only=True)
     assert g["state_dict"]["main.0.weight"].shape[1] == 16 * 4  # the 28 px stack's first layer: 4 x ngf
     assert d["state_dict"]["main.0.weight"].shape[0] == 96
+    blocks = [v.shape for k, v in d["state_dict"].items() if k.startswith("main.") and v.shape[-2:] == (3, 3)]
+    assert blocks == [(192, 192, 3, 3)] * 2  # two 3x3 convs at D's 7x7 map, 2 x ndf wide
     exported = python_m("exporter", str(tmp_path / "generator.pth"))
     assert exported.returncode == 0, exported.stderr
     drawn = python_m("infer", "infer", "--model", str(tmp_path / "generator.onnx"), "--n", "4",
@@ -284,3 +288,5 @@ def test_model_widths_train_export_and_generate(tmp_path):
     refused = python_m("trainer", "--resume", "--epochs", "2", "--d-width", "64", "--out", str(tmp_path))
     assert refused.returncode == 2 and "--d-width 64 does not match the checkpoint (96)" in refused.stderr
     assert_one_line_error(refused)
+    refused = python_m("trainer", "--resume", "--epochs", "2", "--d-blocks", "0", "--out", str(tmp_path))
+    assert refused.returncode == 2 and "--d-blocks 0 does not match the checkpoint (2)" in refused.stderr

@@ -15,7 +15,7 @@ from .losses import R1_EVERY
 # On --resume every option defaults to the checkpoint's; these define the model and the optimisation,
 # so giving a different value is an error rather than a silently different run.
 LOCKED_ON_RESUME = (
-    "batch_size", "latent_dim", "g_width", "d_width", "dataset", "image_size", "channels", "unconditional",
+    "batch_size", "latent_dim", "g_width", "d_width", "d_blocks", "dataset", "image_size", "channels", "unconditional",
     "lr_g", "lr_d", "beta1", "beta2", "real_label", "fake_label", "precision", "seed", "data_dir", "limit", "ema",
     "loss", "n_critic", "gp_weight", "d_norm", "spectral_norm", "lr_decay_epochs", "r1",
     "mismatch", "aux_weight",
@@ -44,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--latent-dim", type=int, help=f"size of the noise vector z (default {d.latent_dim})")
     a("--g-width", type=int, help=f"G's width, ngf in pytorch/examples (default {d.g_width})")
     a("--d-width", type=int, help=f"D's width, ndf in pytorch/examples (default {d.d_width})")
+    a("--d-blocks", type=int, help="3x3 conv blocks D adds at its smallest map, 7x7 for MNIST "
+      f"(default {d.d_blocks}; 0 = the DCGAN paper's D)")
     a("--dataset",
       help="mnist (bundled, default); fashion-mnist, kmnist or idx (IDX files), cifar10 (binary version) or folder "
            "(PNG/JPEG, one subfolder per class or flat) read from --data-dir")
@@ -119,6 +121,7 @@ def resolve_config(given: dict) -> tuple[TrainConfig, dict | None]:
     values.setdefault("r1", 0.0)  # checkpoints from before --r1 trained without it: resume them the same way
     values.setdefault("mismatch", 0.0)  # nor --mismatch (so the lock below refuses adding it on resume)
     values.setdefault("aux_weight", 0.0)  # nor --aux-weight
+    values.setdefault("d_blocks", 0)  # nor --d-blocks
     for key, value in given.items():
         if key in LOCKED_ON_RESUME and key in values and value != values[key]:
             flag = "--" + key.replace("_", "-")

@@ -19,6 +19,7 @@ class TrainConfig:
     latent_dim: int = 100
     g_width: int = 64  # G's base width: its layers have multiples of it (ngf in pytorch/examples)
     d_width: int = 64  # D's first layer width, doubled per layer down (ndf in pytorch/examples)
+    d_blocks: int = 0  # 3x3 conv blocks D adds at its smallest map (7x7 for 28x28 images); 0 = the DCGAN paper's D
     dataset: str = "mnist"
     image_size: int | None = None  # None: the data set's own (28 MNIST-like, 32 CIFAR-10, 64 folders)
     channels: int | None = None  # None: the data's own (1 grey, 3 RGB)
@@ -95,6 +96,8 @@ class TrainConfig:
         for name, value in positive.items():
             if value < 1:
                 raise UserError(f"{name} must be >= 1, got {value}")
+        if self.d_blocks < 0:
+            raise UserError(f"--d-blocks must be >= 0, got {self.d_blocks}")
         if self.image_size is not None and self.image_size not in IMAGE_SIZES:
             raise UserError(f"image size must be one of {', '.join(map(str, IMAGE_SIZES))}, got {self.image_size}")
         if self.channels not in (None, 1, 3):
@@ -152,7 +155,7 @@ class TrainConfig:
                            num_classes=data.num_classes if conditional else 0,
                            class_names=tuple(data.class_names) if conditional else (), dataset=self.dataset,
                            g_width=self.g_width, d_width=self.d_width, d_norm=self.d_norm,
-                           spectral_norm=self.spectral_norm)
+                           spectral_norm=self.spectral_norm, d_blocks=self.d_blocks)
 
     def to_dict(self) -> dict:
         return asdict(self)

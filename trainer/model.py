@@ -18,6 +18,7 @@ is wrong when BatchNorm couples the images of a batch) or none; spectral norm is
 from __future__ import annotations
 
 import contextlib
+import itertools
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import NamedTuple
@@ -42,6 +43,7 @@ class ModelConfig:
     dataset: str = "mnist"  # what it was trained on (decides which scorer can judge it)
     d_norm: str = "batch"  # D's normalisation: batch, layer or none (G is not affected)
     spectral_norm: bool = False  # spectral norm on every D layer (Miyato et al. 2018)
+    d_blocks: int = 0  # 3x3 conv blocks D adds at its smallest map, before its last conv (not its classifier)
 
     def __post_init__(self):
         if self.image_size not in IMAGE_SIZES:
@@ -105,14 +107,22 @@ def _up(c_in: int, c_out: int, kernel: int, stride: int, padding: int) -> list[n
     return [nn.ConvTranspose2d(c_in, c_out, kernel, stride, padding, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(True)]
 
 
-def _down(c_in: int, c_out: int, norm: str = "none") -> list[nn.Module]:
-    layers: list[nn.Module] = [nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False)]
+def _norm_and_activation(c: int, norm: str) -> list[nn.Module]:
+    layers: list[nn.Module] = []
     if norm == "batch":
-        layers.append(nn.BatchNorm2d(c_out))
+        layers.append(nn.BatchNorm2d(c))
     elif norm == "layer":  # over (C, H, W) of each image, with a scale and shift per channel
-        layers.append(nn.GroupNorm(1, c_out))
-    layers.append(nn.LeakyReLU(0.2, inplace=True))
-    return layers
+        layers.append(nn.GroupNorm(1, c))
+    return [*layers, nn.LeakyReLU(0.2, inplace=True)]
+
+
+def _down(c_in: int, c_out: int, norm: str = "none") -> list[nn.Module]:
+    return [nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False), *_norm_and_activation(c_out, norm)]
+
+
+def _block(c: int, norm: str) -> list[nn.Module]:
+    """A 3x3 stride-1 conv that keeps the map's size (--d-blocks)."""
+    return [nn.Conv2d(c, c, 3, 1, 1, bias=False), *_norm_and_activation(c, norm)]
 
 
 class Generator(nn.Module):
@@ -156,17 +166,17 @@ class Generator(nn.Module):
         return GeneratorParts(first=m[0], middle=m[1:-5], last_up=m[-5], last_norm=m[-4], output=m[-2])
 
 
-def _down_stack(cfg: ModelConfig, c_in: int, outputs: int, norm: str) -> list[nn.Module]:
-    """Strided convs down to a 7x7 or 4x4 map, then one conv over all of it to `outputs` values per image."""
-    w = cfg.d_width
-    if cfg.image_size == 28:  # 28 -> 14 -> 7, then a 7x7 conv
-        return [*_down(c_in, w), *_down(w, w * 2, norm), nn.Conv2d(w * 2, outputs, 7, 1, 0, bias=False)]
-    if cfg.image_size == 32:  # 32 -> 16 -> 8 -> 4, then a 4x4 conv
-        return [*_down(c_in, w), *_down(w, w * 2, norm), *_down(w * 2, w * 4, norm),
-                nn.Conv2d(w * 4, outputs, 4, 1, 0, bias=False)]
-    # 64 -> 32 -> 16 -> 8 -> 4, then a 4x4 conv
-    return [*_down(c_in, w), *_down(w, w * 2, norm), *_down(w * 2, w * 4, norm), *_down(w * 4, w * 8, norm),
-            nn.Conv2d(w * 8, outputs, 4, 1, 0, bias=False)]
+def _down_stack(cfg: ModelConfig, c_in: int, outputs: int, norm: str, blocks: int = 0) -> list[nn.Module]:
+    """Strided convs down to a 7x7 or 4x4 map (28 -> 14 -> 7, 32 -> ... -> 4, 64 -> ... -> 4), `blocks` 3x3
+    convs at that size, then one conv over all of it to `outputs` values per image."""
+    widths = [cfg.d_width * 2**i for i in range({28: 2, 32: 3, 64: 4}[cfg.image_size])]
+    layers = _down(c_in, widths[0])  # no normalisation on the first layer (DCGAN)
+    for narrow, wide in itertools.pairwise(widths):
+        layers += _down(narrow, wide, norm)
+    for _ in range(blocks):
+        layers += _block(widths[-1], norm)
+    size = 7 if cfg.image_size == 28 else 4
+    return [*layers, nn.Conv2d(widths[-1], outputs, size, 1, 0, bias=False)]
 
 
 class Discriminator(nn.Module):
@@ -174,7 +184,7 @@ class Discriminator(nn.Module):
         super().__init__()
         self.cfg = cfg
         # the image, then one map per class
-        self.main = nn.Sequential(*_down_stack(cfg, cfg.channels + cfg.num_classes, 1, cfg.d_norm))
+        self.main = nn.Sequential(*_down_stack(cfg, cfg.channels + cfg.num_classes, 1, cfg.d_norm, cfg.d_blocks))
         if classifier:
             # --aux-weight: a classifier of the same shape that never sees the label (else it would just read
             # it), trained on real images only. LayerNorm: it judges fake batches too, one image at a time.

@@ -118,7 +118,7 @@ def check_model_fits(model_cfg: ModelConfig, device: torch.device, classifier: b
     if available is not None and needed > available:
         raise UserError(f"the models have {parameters / 1e6:,.0f}M parameters and need {needed / 2**30:,.1f} GiB for "
                         f"weights, gradients and Adam state; {available / 2**30:,.1f} GiB is available on {device}: "
-                        "lower --latent-dim, --g-width or --d-width")
+                        "lower --latent-dim, --g-width, --d-width or --d-blocks")
 
 
 def is_out_of_memory(error: BaseException) -> bool:
