@@ -267,6 +267,22 @@ def test_a_64_pixel_mnist_run_is_scored_and_keeps_its_best_epoch(tmp_path):
     assert len(evals) == 1 and evals[0]["fid_train"] > 0 and (tmp_path / "checkpoints" / "best.pt").is_file()
 
 
+def test_a_checkpoint_from_before_d_blocks_resumes_with_the_papers_d(tmp_path):
+    """Files written before --d-blocks existed hold the paper's D (no block): they resume as that, not as today's
+    default of one block (which could not load their D)."""
+    old = tmp_path / "old"
+    assert main([*QUICK, "--epochs", "1", "--d-blocks", "0", "--no-tensorboard", "--out", str(old)]) == 0
+    ckpt = torch.load(old / "checkpoints/last.pt", weights_only=True)
+    for config in (ckpt["config"], ckpt["generator"]["config"], ckpt["generator_ema"]["config"],
+                   ckpt["discriminator"]["config"]):
+        del config["d_blocks"]
+    torch.save(ckpt, old / "checkpoints/last.pt")
+    assert TrainConfig().d_blocks == 1
+    assert main(["--resume", "--epochs", "2", "--out", str(old)]) == 0
+    resumed = torch.load(old / "checkpoints/last.pt", weights_only=True)
+    assert resumed["epoch"] == 2 and resumed["config"]["d_blocks"] == 0
+
+
 def test_model_widths_train_export_and_generate(tmp_path):
     """--g-width/--d-width (ngf/ndf) and --d-blocks shape the models, travel with generator.pth to ONNX, and lock
     on resume."""
