@@ -155,6 +155,15 @@ def create_app(generator: Generator, running: int = RUNNING, waiting: int = WAIT
     async def http_error(request, exc):
         return error(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
 
+    add_page_routes(app, generator, metrics)
+    add_generate_routes(app, generator, off_loop)
+    add_v2_routes(app, generator, off_loop)
+    return app
+
+
+def add_page_routes(app: FastAPI, generator: Generator, metrics: Metrics) -> None:
+    """The page, its model card, liveness and the metrics."""
+
     @app.get("/", include_in_schema=False)
     async def page():
         return FileResponse(WEB / "index.html")
@@ -176,7 +185,7 @@ def create_app(generator: Generator, running: int = RUNNING, waiting: int = WAIT
             "version": __version__,
             "model": generator.path.name,
             "provider": generator.provider,
-            "provider_note": model.note,
+            "provider_note": generator.model.note,
             "latent_dim": generator.latent_dim,
             "image_size": generator.image_size,
             "num_classes": generator.num_classes,
@@ -185,10 +194,6 @@ def create_app(generator: Generator, running: int = RUNNING, waiting: int = WAIT
             "metadata": generator.metadata,
             "limits": {"n": MAX_N, "scale": MAX_SCALE, "steps": MAX_STEPS, "pixels": MAX_PIXELS, "seed": MAX_SEED},
         }
-
-    add_generate_routes(app, generator, off_loop)
-    add_v2_routes(app, generator, off_loop)
-    return app
 
 
 def add_generate_routes(app: FastAPI, generator: Generator, off_loop) -> None:
