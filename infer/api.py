@@ -20,7 +20,7 @@ import numpy as np
 from .errors import BadValue
 from .generator import OnnxGenerator, load_generator
 from .images import Grid, draw, plan_grid, render_grid, render_walk, walk_strip
-from .noise import MAX_SEED
+from .noise import MAX_SEED, MAX_START
 
 Digits = int | str | Sequence[int | str] | None
 
@@ -92,7 +92,7 @@ class Generator:
              name: str = "digits") -> Grid:
         """Check a request against the model and the size caps, before any work."""
         check_count(n, "n")
-        check_count(start, "start", 0, MAX_SEED)
+        check_count(start, "start", 0, MAX_START)
         check_count(scale, "scale")
         if nrow is not None:
             check_count(nrow, "nrow")

@@ -11,6 +11,9 @@ import threading
 import numpy as np
 
 MAX_SEED = 2**64 - 1
+# The highest first index a request may start from: this body reaches image `start` by drawing every row
+# before it (about a second of CPU at this bound), so an unbounded start would be unbounded work.
+MAX_START = 1_000_000
 _last = threading.local()  # the stream where the previous call stopped, so batch after batch costs no redraw
 
 

@@ -31,7 +31,7 @@ from .errors import BadValue, UserError
 from .files import encode_gif, encode_png, upscale
 from .images import MAX_PIXELS, random_seed, render_grid, walk_strip
 from .metrics import Metrics, Observe
-from .noise import MAX_SEED
+from .noise import MAX_SEED, MAX_START
 
 WEB = Path(__file__).parent / "web"
 # Per-request caps: a request costs at most about 256 images of work and a 8x-upscaled picture.
@@ -192,7 +192,8 @@ def add_page_routes(app: FastAPI, generator: Generator, metrics: Metrics) -> Non
             "class_names": generator.class_names,
             "channels": generator.channels,
             "metadata": generator.metadata,
-            "limits": {"n": MAX_N, "scale": MAX_SCALE, "steps": MAX_STEPS, "pixels": MAX_PIXELS, "seed": MAX_SEED},
+            "limits": {"n": MAX_N, "scale": MAX_SCALE, "steps": MAX_STEPS, "pixels": MAX_PIXELS, "seed": MAX_SEED,
+                       "start": MAX_START},
         }
 
 
@@ -206,7 +207,8 @@ def add_generate_routes(app: FastAPI, generator: Generator, off_loop) -> None:
                                            "as 0,1,2 cycled over them (default: every class in turn)")] = None,
         n: Annotated[int, Query(ge=1, le=MAX_N, description="how many digits")] = 64,
         seed: Annotated[int | None, Query(ge=0, le=MAX_SEED, description="noise seed (default: random)")] = None,
-        start: Annotated[int, Query(ge=0, le=MAX_SEED, description="first image index of the seed")] = 0,
+        start: Annotated[int, Query(ge=0, le=MAX_START - MAX_N + 1,  # each image's redraw link stays in range
+                                    description="first image index of the seed")] = 0,
         scale: Annotated[int, Query(ge=1, le=MAX_SCALE, description="nearest-neighbour upscaling")] = 1,
         nrow: Annotated[int | None, Query(ge=1, le=MAX_N, description="images per grid row")] = None,
         format: Annotated[Literal["png", "json"], Query(description="a grid PNG, or each image in JSON")] = "png",
