@@ -482,7 +482,8 @@ def serve(
     """A web page and HTTP API for the generator, until Ctrl-C (needs pip install "mnist-gen\\[serve]").
 
     The page draws grids and latent walks; the API is /api/generate, /api/interpolate, /api/info, /healthz
-    (schema at /openapi.json). Example: mnist-gen serve --port 8000, then open http://127.0.0.1:8000/
+    (schema at /openapi.json), the Open Inference Protocol at /v2 (Triton's clients work) and /metrics.
+    Example: mnist-gen serve --port 8000, then open http://127.0.0.1:8000/
     """
     _settings["quiet"] = quiet
     try:

@@ -2,7 +2,8 @@
 
 Every picture comes from infer/images.py, the renderer of `mnist-gen infer`, so a PNG from /api/generate
 is byte for byte the file `mnist-gen infer --out` writes for the same model, seed and options.
-The model is fixed at start-up: no request can name a file.
+The model is fixed at start-up: no request can name a file. Beside the page's routes: the Open Inference
+Protocol (/v2/..., oip.py), as Triton serves the exported repository, and Prometheus metrics (/metrics, metrics.py).
 """
 
 from __future__ import annotations
