@@ -13,6 +13,7 @@ with messages in this API's own argument names.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -47,7 +48,7 @@ def parse_digits(text: str | None, name: str = "digits") -> list[int | str] | No
     parts = [part.strip() for part in text.split(",")]
     if not text.strip() or any(not part for part in parts):
         raise BadValue(f"{name} {text!r}: give a digit or a list such as 0,1,2")
-    return [int(part) if part.isascii() and part.lstrip("-").isdigit() else part for part in parts]
+    return [int(part) if re.fullmatch(r"-?[0-9]+", part) else part for part in parts]
 
 
 class Generator:

@@ -71,6 +71,16 @@ def test_errors_are_standard_types_in_the_api_own_words(generator, call, kind, w
     assert words in str(caught.value) and "--" not in str(caught.value)
 
 
+def test_digit_text_as_the_cli_and_the_query_give_it():
+    from infer.api import parse_digits
+
+    assert parse_digits("0, 1,2") == [0, 1, 2] and parse_digits("-1") == [-1] and parse_digits("cat,7") == ["cat", 7]
+    for text in ["", "1,,2", ","]:
+        with pytest.raises(ValueError):
+            parse_digits(text)
+    assert parse_digits("\uff17") == ["\uff17"] and parse_digits("--1") == ["--1"]  # names: refused by the model
+
+
 def test_file_errors_are_oserrors(tmp_path):
     with pytest.raises(OSError, match="no such file"):
         mnist_gen.load(tmp_path / "missing.onnx")
