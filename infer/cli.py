@@ -279,6 +279,8 @@ def interpolate(
 
 
 def _interpolate(digit, to, to_seed, steps, out, model, seed, scale, provider) -> None:
+    import numpy as np
+
     from .api import check_seed
     from .files import image_format, save_gif, save_image
 
@@ -298,17 +300,11 @@ def _interpolate(digit, to, to_seed, steps, out, model, seed, scale, provider) -
         if value is not None:
             generator.labels(value, name)  # the same check as the walk's, in the command line's words
     if out.suffix.lower() == ".gif":
-        frames = [frame for frame in map(_pixels, generator.walk(seed, steps, digit, to, to_seed, scale))]
+        frames = [np.asarray(frame) for frame in generator.walk(seed, steps, digit, to, to_seed, scale)]
         save_gif(out, frames + frames[-2:0:-1], duration_ms=120)  # there and back again
     else:
-        save_image(out, _pixels(generator.walk(seed, steps, digit, to, to_seed, scale, strip=True)))
+        save_image(out, np.asarray(generator.walk(seed, steps, digit, to, to_seed, scale, strip=True)))
     print(f"wrote {out} ({steps} steps)")
-
-
-def _pixels(picture):
-    import numpy as np
-
-    return np.asarray(picture)
 
 
 @app.command()
