@@ -276,7 +276,7 @@ def test_killed_out_dir_leaves_no_temporary_files(cond_onnx, tmp_path, stop, cod
     assert not list(out.glob(".*.tmp"))
 
 
-def test_a_model_that_fails_at_its_first_run_is_refused_at_load(tmp_path):
+def test_a_model_that_fails_at_its_first_run_is_refused_at_load(tmp_path, cond_onnx):
     """onnxruntime may accept a session whose first run fails (CUDA without cuDNN does): a trial run catches it
     at load, in one line. Reproduced on CPU with a graph that loads but cannot run."""
     import onnx
@@ -295,6 +295,13 @@ def test_a_model_that_fails_at_its_first_run_is_refused_at_load(tmp_path):
     result = mnist_gen("infer", "--model", str(path), "--n", "2", "--out", str(tmp_path / "g.png"))
     assert_one_line_error(result)
     assert "fails on its first run" in result.stderr and not (tmp_path / "g.png").exists()
+    # The function that accepts or refuses a CUDA session, given CPU here: refused with one line of why.
+    from infer.generator import session_options, working_session
+
+    session, why = working_session(path.read_bytes(), session_options(None), ["CPUExecutionProvider"])
+    assert session is None and why and "\n" not in why
+    session, why = working_session(cond_onnx.read_bytes(), session_options(None), ["CPUExecutionProvider"])
+    assert session is not None and why == ""
 
 
 def test_onnxruntime_banners_stay_off_stdout():
