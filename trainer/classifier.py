@@ -73,7 +73,7 @@ def predict(model: Classifier, images: np.ndarray, batch: int = 1000) -> tuple[n
 def floor_indices(labels: np.ndarray, num_classes: int, n: int = 10_000, seed: int = 0) -> np.ndarray:
     """Up to n real images, drawn at random (seeded), with the labels a generator is scored on, so the floor
     is what a perfect generator scores: MNIST's first images are no fair sample (5.05 where random draws
-    give 3.2-4.3) and its own class mix scores up to a point lower than 0-9 in turn (docs/experiments.md,
+    give 3.2-4.3) and its own class mix scores up to a point lower than 0-9 in turn (docs/research/experiments.md,
     "How precise one FID figure is"). A random n at the data's own mix when a class runs short."""
     n = min(n, len(labels))
     shuffled = np.random.default_rng(seed).permutation(len(labels))

@@ -20,7 +20,7 @@ class TrainConfig:
     g_width: int = 64  # G's base width: its layers have multiples of it (ngf in pytorch/examples)
     d_width: int = 64  # D's first layer width, doubled per layer down (ndf in pytorch/examples)
     # 3x3 conv blocks D adds at its smallest map (7x7 for 28x28 images); 0 = the DCGAN paper's D. One block: test
-    # FID at 10 epochs 2.5-3.3 points lower on the seeds tried (docs/experiments.md); D was the weaker player
+    # FID at 10 epochs 2.5-3.3 points lower on the seeds tried (docs/research/experiments.md); D was the weaker player
     d_blocks: int = 1
     dataset: str = "mnist"
     image_size: int | None = None  # None: the data set's own (28 MNIST-like, 32 CIFAR-10, 64 folders)
@@ -48,7 +48,7 @@ class TrainConfig:
     aux_weight: float | None = None
     # decay both learning rates linearly to 0 over the last N epochs; 0 = constant; None = the last 40% of
     # --epochs, which follows --epochs on --resume (constant, then linear decay, as CycleGAN schedules it;
-    # docs/experiments.md measured 2-7 of 10 epochs)
+    # docs/research/experiments.md measured 2-7 of 10 epochs)
     lr_decay_epochs: int | None = None
     real_label: float = 1.0
     fake_label: float = 0.0
@@ -67,7 +67,7 @@ class TrainConfig:
     eval_samples: int = 10_000
     # decay of an exponential moving average of G's weights (evaluated and exported); 0 = none. 0.999 (about the
     # last 1,000 steps; less early on, as it ramps up): with R1's jumpier live G, ahead of 0.99 at 10 epochs
-    # on both seeds tried (docs/experiments.md)
+    # on both seeds tried (docs/research/experiments.md)
     ema: float = 0.999
     keep: str = "best"  # generator.pth from the best-FID epoch, or the last
     tensorboard: bool = True  # event files under OUT/tensorboard

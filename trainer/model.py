@@ -9,10 +9,10 @@ Images have `channels` channels (1 grey, 3 RGB), taken from the data.
 
 Conditioning (num_classes > 0): G concatenates a label embedding to z; D sees the label as
 one-hot maps stacked onto the image (Mirza & Osindero 2014): with a projection discriminator
-(Miyato & Koyama 2018) G soon ignored z and drew one image per digit (docs/experiments.md).
+(Miyato & Koyama 2018) G soon ignored z and drew one image per digit (docs/research/experiments.md).
 D returns one raw output per image: a logit for the BCE loss, a score for the others (trainer/losses.py).
 D can be deeper than the paper's: `d_blocks` 3x3 convs at its smallest map (the trainer's default is one:
-D, not G, was the weaker player; docs/experiments.md, "A deeper D").
+D, not G, was the weaker player; docs/research/experiments.md, "A deeper D").
 D's normalisation is BatchNorm (DCGAN), LayerNorm (the WGAN-GP critic: a gradient penalty per image
 is wrong when BatchNorm couples the images of a batch) or none; spectral norm is an option on top.
 """

@@ -1,0 +1,122 @@
+"""Time to quality: wall minutes until a training run's generator first reaches a test-set FID.
+
+Runs `python -m trainer` as a user does (any options after `--`), keeps every epoch's checkpoint, then
+scores each epoch on the MNIST test set with `python -m trainer.report` (the project's scorer, seed 0)
+and prints, per epoch, the run's own wall minutes (its `wall_s`, evaluations included) and the test
+FID, then the minutes at which each threshold was first reached. The last threshold is the bundled
+model's test FID (MODEL_CARD.md). With `--reference`, the same budget is run a second time with the
+recipe pinned as it was when the time-to-quality issue was filed (REFERENCE below, every option
+spelled out so later default changes do not move it), and the ratios are printed: one command, one
+machine, one session.
+
+    python benchmarks/time_to_quality.py --epochs 10                 # today's defaults, 10 epochs
+    python benchmarks/time_to_quality.py --epochs 10 --reference     # ... and the pinned old recipe
+    python benchmarks/time_to_quality.py --epochs 10 -- --seed 1     # trainer options after --
+    python benchmarks/time_to_quality.py --quick                     # seconds: checks that it runs (CI)
+
+The two runs take turns on the same CPU; run nothing else beside them (two CPU-heavy jobs on two cores
+slow each other and the ratio becomes noise).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# The default recipe when the time-to-quality issue was filed (commit caf265c), every option explicit.
+REFERENCE = ["--batch-size", "64", "--latent-dim", "100", "--g-width", "64", "--d-width", "64", "--d-blocks", "1",
+             "--loss", "bce", "--lr-g", "2e-4", "--lr-d", "2e-4", "--beta1", "0.5", "--beta2", "0.99",
+             "--r1", "0.1", "--aux-weight", "0.2", "--ema", "0.999", "--eval-samples", "10000"]
+BUNDLED_TEST_FID = 5.42  # MODEL_CARD.md: the bundled fp32 generator's test FID
+THRESHOLDS = (10.0, 7.0, BUNDLED_TEST_FID)
+QUICK = ["--limit", "512", "--g-width", "8", "--d-width", "8", "--eval-samples", "200"]
+
+
+def train(name: str, options: list[str], epochs: int, out: Path) -> Path:
+    """One training run into out/name with a checkpoint per epoch; its console output goes to train.log."""
+    run = out / name
+    run.mkdir(parents=True)
+    command = [sys.executable, "-m", "trainer", "--epochs", str(epochs), "--save-every", "1", "--device", "cpu",
+               "--no-tensorboard", "--out", str(run), *options]
+    print(f"+ {' '.join(command[1:])}", flush=True)
+    with open(run / "train.log", "w") as log:
+        result = subprocess.run(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    if result.returncode != 0:
+        sys.exit(f"error: the {name} run failed (exit {result.returncode}); see {run / 'train.log'}")
+    return run
+
+
+def epoch_minutes(run: Path) -> dict[int, float]:
+    """epoch -> the run's wall minutes at the end of that epoch's evaluation (metrics.jsonl)."""
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    return {r["epoch"]: r["wall_s"] / 60 for r in records if "wall_s" in r and "epoch" in r}
+
+
+def test_fids(run: Path, n: int) -> dict[int, float]:
+    """epoch -> test FID of that epoch's checkpoint, from `python -m trainer.report` (markdown rows)."""
+    result = subprocess.run([sys.executable, "-m", "trainer.report", str(run), "--n", str(n)], cwd=ROOT,
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        sys.exit(f"error: scoring {run} failed: {result.stderr.strip()[-300:]}")
+    fids = {}
+    for line in result.stdout.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if cells and cells[0].isdigit():
+            fids[int(cells[0])] = float(cells[1])
+    return fids
+
+
+def first_reached(minutes: dict[int, float], fids: dict[int, float], threshold: float) -> float | None:
+    return next((minutes[e] for e in sorted(fids) if fids[e] <= threshold and e in minutes), None)
+
+
+def report(name: str, minutes: dict[int, float], fids: dict[int, float]) -> dict[float, float | None]:
+    print(f"\n{name}\n| epoch | minutes | test FID |\n| --- | --- | --- |")
+    for epoch in sorted(fids):
+        print(f"| {epoch} | {minutes.get(epoch, float('nan')):.2f} | {fids[epoch]:.2f} |")
+    reached = {t: first_reached(minutes, fids, t) for t in THRESHOLDS}
+    for t, m in reached.items():
+        print(f"test FID <= {t:g}: " + (f"{m:.2f} min" if m is not None else "not reached"))
+    return reached
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     epilog="options after -- go to python -m trainer")
+    parser.add_argument("--epochs", type=int, default=10, help="epochs per run (default 10)")
+    parser.add_argument("--reference", action="store_true", help="also run the pinned old recipe and print ratios")
+    parser.add_argument("--n", type=int, default=10_000, help="images per test-set score (default 10000)")
+    parser.add_argument("--quick", action="store_true", help="a tiny run of both recipes, to check this script works")
+    parser.add_argument("--keep", type=Path, help="keep the runs in this folder (default: a temporary one)")
+    args, options = parser.parse_known_args()
+    options = [o for o in options if o != "--"]
+    if args.quick:
+        args.epochs, args.n, args.reference, options = 1, 200, True, QUICK + options
+    with tempfile.TemporaryDirectory() as tmp:
+        out = args.keep or Path(tmp)
+        runs = {"default recipe": options}
+        if args.reference:
+            runs["reference recipe (caf265c)"] = REFERENCE + options
+        results = {}
+        for i, (name, opts) in enumerate(runs.items()):
+            run = train(f"run{i}", opts, args.epochs, out)
+            minutes, fids = epoch_minutes(run), test_fids(run, args.n)
+            results[name] = (minutes, report(name, minutes, fids))
+    if args.reference:
+        (new_minutes, new), (old_minutes, old) = results.values()
+        last = max(new_minutes)
+        print(f"\nminutes per epoch, reference / default: {old_minutes[last] / new_minutes[last]:.2f}x")
+        for t in THRESHOLDS:
+            if new[t] is not None and old[t] is not None:
+                print(f"time to test FID <= {t:g}, reference / default: {old[t] / new[t]:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
