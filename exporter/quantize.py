@@ -126,14 +126,13 @@ def quantize_bytes(fp32_path: Path, generator: OnnxGenerator, calibration: int, 
 
 
 def _images(generator: OnnxGenerator, n: int, seed: int) -> np.ndarray:
-    """The same latents score_generator draws (z in batches of 500, labels cycling)."""
-    rng = np.random.default_rng(seed)
-    labels = np.arange(n, dtype=np.int64) % generator.num_classes if generator.conditional else None
-    parts = []
-    for start in range(0, n, 500):
-        z = rng.standard_normal((min(500, n - start), generator.latent_dim), dtype=np.float32)
-        parts.append(generator.run(z, None if labels is None else labels[start : start + len(z)]))
-    return np.concatenate(parts)
+    """The images score_generator draws (its generation loop, so its z and its cycling labels)."""
+    from infer.generator import generate_batches
+    from infer.score import requested_labels
+
+    labels = requested_labels(n, generator.num_classes)
+    batches = generate_batches(generator.run, generator.latent_dim, n, seed, labels, 500)
+    return np.concatenate([images for _, images in batches])
 
 
 def scores(generator: OnnxGenerator, n: int = GATE_IMAGES, seed: int = GATE_SEED) -> dict[str, float]:

@@ -17,11 +17,14 @@ from pathlib import Path
 
 from infer.errors import UserError
 from infer.files import atomic_path
+from infer.oip import MAX_BATCH as MAX_BATCH_SIZE  # the same model name and batch cap as `mnist-gen serve`'s /v2
+from infer.oip import MODEL_NAME, SERVER_CONV_SEARCH
 
-MODEL_NAME = "mnist_gen"
-MAX_BATCH_SIZE = 256
 QUEUE_DELAY_US = 500  # how long the dynamic batcher may hold a request to group it with others
 TRITON_TYPES = {1: "TYPE_FP32", 7: "TYPE_INT64", 10: "TYPE_FP16"}  # onnx.TensorProto data types
+# The onnxruntime backend's cudnn_conv_algo_search parameter (0 EXHAUSTIVE, its default; 1 HEURISTIC; 2 DEFAULT),
+# in the form its README documents for it: the server's choice, for the server's reason (infer/oip.py).
+CONV_SEARCH_CODES = {"EXHAUSTIVE": "0", "HEURISTIC": "1", "DEFAULT": "2"}
 
 
 def _tensor(value_info) -> tuple[str, str, list]:
@@ -62,6 +65,8 @@ def config_text(model, max_batch_size: int = MAX_BATCH_SIZE) -> str:
         "input [\n" + ",\n".join(inputs) + "\n]",
         "output [\n" + ",\n".join(outputs) + "\n]",
         f"dynamic_batching {{\n  max_queue_delay_microseconds: {QUEUE_DELAY_US}\n}}",
+        f'parameters {{\n  key: "cudnn_conv_algo_search"\n  value: {{ string_value: '
+        f'"{CONV_SEARCH_CODES[SERVER_CONV_SEARCH]}" }}\n}}',
         *parameters,
     ]) + "\n"
 

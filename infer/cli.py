@@ -5,6 +5,7 @@ Heavy imports (numpy, onnxruntime, Pillow) happen inside the commands so `--help
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -12,9 +13,10 @@ from typing import Annotated
 import typer
 
 from . import __version__
-from .errors import UserError
+from .errors import BadFile, BadValue, UserError
 
-GRID_CAP = 10_000  # images in one grid PNG; more go to --out-dir only
+GRID_CAP = 10_000  # images in one grid picture; more go to --out-dir only
+SCORE_CAP = 100_000  # images scored at once: their features are held in memory (about 1 KB each)
 
 app = typer.Typer(
     name="mnist-gen",
@@ -32,17 +34,22 @@ ModelOpt = Annotated[
                  "(default: ./artifacts/generator.onnx, else the bundled int8 on CPU, fp32 on CUDA)"),
 ]
 ProviderOpt = Annotated[str, typer.Option("--provider", help="auto (CUDA if usable, else CPU), cpu or cuda")]
-SeedOpt = Annotated[int | None, typer.Option("--seed", help="noise seed (default: drawn at random and printed)")]
+SeedOpt = Annotated[int | None, typer.Option(
+    "--seed", help="noise seed, 0..2^64-1 (default: drawn at random and printed)")]
 ScaleOpt = Annotated[int, typer.Option(
     "--scale", help="nearest-neighbour upscaling factor for viewing (a picture is capped at 8192x8192 pixels)")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="print only results and errors (no model/seed notes)")]
+
+_settings = {"quiet": False}
 
 
 def note(message: str) -> None:
-    print(message, file=sys.stderr)
+    if not _settings["quiet"]:
+        print(message, file=sys.stderr)
 
 
 def fail(error: UserError) -> typer.Exit:
-    note(f"error: {error}")
+    print(f"error: {error}", file=sys.stderr)
     return typer.Exit(2)
 
 
@@ -61,68 +68,98 @@ def main(
     """Generate MNIST digits from an exported DCGAN generator, without PyTorch."""
 
 
-def load(model: Path | None, provider: str):
-    from .generator import OnnxGenerator, resolve_model
+class Stopped(BaseException):
+    """Ctrl-C or SIGTERM, raised where the program is, so a file being written is removed on the way out.
+    (A BaseException: Typer would turn a KeyboardInterrupt into a silent exit 130.)"""
 
-    path = resolve_model(model, provider)
-    generator = OnnxGenerator.load(path, provider)
-    if generator.note and provider == "auto":
-        note(f"note: CUDA not used ({generator.note}); running on CPU")
-    kind = f"conditional, {generator.num_classes} classes" if generator.conditional else "unconditional"
+
+def _stop(signum, frame):
+    raise Stopped(signum)
+
+
+def run() -> None:
+    """The `mnist-gen` entry point: every usage error is one `error:` line (exit 2); Ctrl-C exits 130 and
+    SIGTERM 143, each with one line; a file being written is removed, never left half-written."""
+    try:  # Typer vendors click since 0.22; older releases use click itself
+        from typer._click.exceptions import ClickException, NoArgsIsHelpError
+    except ImportError:
+        from click.exceptions import ClickException, NoArgsIsHelpError
+
+    for number in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(number) != signal.SIG_IGN:  # a parent that ignores Ctrl-C (nohup, &) keeps it ignored
+            signal.signal(number, _stop)
+    try:
+        code = app(prog_name="mnist-gen", standalone_mode=False)
+    except NoArgsIsHelpError as e:
+        e.show()
+        code = 0
+    except ClickException as e:
+        print(f"error: {' '.join(e.format_message().split())}", file=sys.stderr)
+        code = 2
+    except Stopped as e:
+        how = "interrupted" if e.args[0] == signal.SIGINT else "terminated"
+        print(f"{how}: files already written are complete; none is half-written", file=sys.stderr)
+        code = 128 + e.args[0]
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def load(model: Path | None, provider: str, conv_search: str = "EXHAUSTIVE"):
+    """The CLI's one batch shape (--batch-size, then one remainder) runs many times: cuDNN's exhaustive search
+    for the fastest convolution algorithm pays for itself there (serve, with every batch size, chooses otherwise)."""
+    from .api import load as load_api
+
+    generator = load_api(model, provider, conv_search=conv_search)
+    if generator.model.note and provider == "auto":
+        note(f"note: CUDA not used ({generator.model.note}); running on CPU")
+    kind = f"conditional, {generator.num_classes} classes" if generator.num_classes else "unconditional"
     colour = ", RGB" if generator.channels == 3 else ""
-    note(f"model: {path} ({generator.image_size}x{generator.image_size}{colour}, {kind}); "
+    note(f"model: {generator.path} ({generator.image_size}x{generator.image_size}{colour}, {kind}); "
          f"provider: {generator.provider}")
     return generator
 
 
-def parse_digits(text: str | None) -> list[int] | None:
-    if text is None:
-        return None
-    try:
-        digits = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise UserError(f"--digit {text!r}: give a digit or a list such as 0,1,2") from None
-    if not digits:
-        raise UserError("--digit: give at least one digit")
-    return digits
-
-
-def pick_seed(seed: int | None) -> int:
+def pick_seed(seed: int | None, name: str = "--seed") -> int:
+    from .api import check_seed
     from .images import random_seed
 
     if seed is None:
         seed = random_seed()
-        note(f"seed: {seed} (pass --seed {seed} to reproduce)")
-    elif seed < 0:
-        raise UserError(f"--seed must be >= 0, got {seed}")
-    return seed
+        note(f"seed: {seed} (pass {name} {seed} to reproduce)")
+    return check_seed(seed, name)
 
 
 def check_positive(**values: int | None) -> None:
     for name, value in values.items():
         if value is not None and value < 1:
-            raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+            raise BadValue(f"--{name.replace('_', '-')} must be >= 1, got {value}")
 
 
 def check_writable(path: Path, what: str) -> None:
-    """Fail before any work if `path` cannot be created (parent folders are created)."""
+    """Fail before any work if `path` cannot be written: a file is really created (and removed) beside it,
+    which is the only test that holds for /proc, read-only mounts and full quotas. Parent folders are created."""
     import os
+    import tempfile
 
     if path.is_dir():
-        raise UserError(f"{what} {path} is a folder; give a file name")
+        raise BadFile(f"{what} {path} is a folder; give a file name")
     parent = path.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise UserError(f"{what} {path}: cannot create {parent} ({e.strerror or e})") from None
-    if not os.access(parent, os.W_OK):
-        raise UserError(f"{what} {path}: {parent} is not writable")
+        raise BadFile(f"{what} {path}: cannot create {parent} ({e.strerror or e})") from None
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise BadFile(f"{what} {path}: cannot write in {parent} ({e.strerror or e})") from None
 
 
 @app.command()
 def infer(
     n: Annotated[int, typer.Option("--n", help="how many digits to generate")] = 64,
-    out: Annotated[Path | None, typer.Option("--out", help="grid PNG to write (default grid.png)")] = None,
+    out: Annotated[Path | None, typer.Option(
+        "--out", help="grid picture to write: .png (default grid.png), .webp (lossless) or .jpg")] = None,
     out_dir: Annotated[Path | None, typer.Option("--out-dir", help="also write each digit as its own PNG here")] = None,
     model: ModelOpt = None,
     digit: Annotated[
@@ -133,63 +170,81 @@ def infer(
                                  "classes; see mnist-gen info)")
     ] = None,
     seed: SeedOpt = None,
+    start: Annotated[int, typer.Option(
+        "--start", help="first image index of the seed: --start 5 --n 1 draws image 5 of a grid alone")] = 0,
     nrow: Annotated[
         int | None, typer.Option("--nrow", help="images per grid row (default: 10 when cycling 0-9)")
     ] = None,
     scale: ScaleOpt = 1,
     batch_size: Annotated[int, typer.Option("--batch-size", help="images per onnxruntime call")] = 256,
     provider: ProviderOpt = "auto",
+    quiet: QuietOpt = False,
 ) -> None:
-    """Generate N digits into a grid PNG (and/or one PNG per digit).
+    """Generate N digits into a grid picture (and/or one PNG per digit).
 
     Without --digit a conditional model cycles 0-9, so each grid row reads 0123456789.
 
     Examples: mnist-gen infer --n 64 --out grid.png; mnist-gen infer --digit 0,1 --n 1000 --out-dir digits/
     """
+    _settings["quiet"] = quiet
     try:
-        _infer(n, out, out_dir, model, digit, class_, seed, nrow, scale, batch_size, provider)
+        _infer(n, out, out_dir, model, digit, class_, seed, start, nrow, scale, batch_size, provider)
     except UserError as e:
         raise fail(e) from None
 
 
-def _infer(n, out, out_dir, model, digit, class_, seed, nrow, scale, batch_size, provider) -> None:
-    import numpy as np
+def _check_outputs(n: int, out: Path | None, out_dir: Path | None) -> None:
+    from .files import image_format
 
-    from .files import save_png, upscale
-    from .images import assemble, draw, plan_grid
-
-    check_positive(n=n, nrow=nrow, scale=scale, batch_size=batch_size)
-    if digit is not None and class_ is not None:
-        raise UserError("give --digit or --class, not both")
-    digits = parse_digits(digit)
-    if out is None and out_dir is None:
-        out = Path("grid.png")
     if out is not None:
         if n > GRID_CAP:
-            raise UserError(f"--n {n}: a grid holds at most {GRID_CAP} images; use --out-dir alone for more")
+            raise BadValue(f"--n {n}: a grid holds at most {GRID_CAP} images; use --out-dir alone for more")
+        image_format(out)
         check_writable(out, "--out")
     if out_dir is not None:
         if out_dir.exists() and not out_dir.is_dir():
-            raise UserError(f"--out-dir {out_dir} is a file")
+            raise BadFile(f"--out-dir {out_dir} is a file")
         check_writable(out_dir / "x.png", "--out-dir")
 
-    generator = load(model, provider)
+
+def _infer(n, out, out_dir, model, digit, class_, seed, start, nrow, scale, batch_size, provider) -> None:
+    import numpy as np
+
+    from .api import parse_digits
+    from .files import remove_stale_temporaries, save_image, save_png, upscale
+    from .images import assemble
+
+    check_positive(n=n, nrow=nrow, scale=scale, batch_size=batch_size)
+    if digit is not None and class_ is not None:
+        raise BadValue("give --digit or --class, not both")
+    name = "--class" if class_ is not None else "--digit"
+    digits = parse_digits(class_ if class_ is not None else digit, name)
     if class_ is not None:
-        digits = [generator.class_index(name.strip()) for name in class_.split(",") if name.strip()]
-    grid = plan_grid(generator, n, digits, nrow, scale, name="--class" if class_ is not None else "--digit")
+        digits = [str(d) for d in digits]  # --class names a class even when it is spelled like a number
+    if out is None and out_dir is None:
+        out = Path("grid.png")
+    _check_outputs(n, out, out_dir)
+    if start < 0:
+        raise BadValue(f"--start must be >= 0, got {start}")
+    seed = pick_seed(seed)
+    generator = load(model, provider)
+    grid = generator.plan(n, digits, nrow, scale, start, name)
     grid.check_size(whole_grid=out is not None)
+    if out_dir is not None:
+        remove_stale_temporaries(out_dir)  # what a killed earlier run (SIGKILL, power loss) left
     tiles = None
-    for start, images in draw(generator, grid, pick_seed(seed), batch_size):
+    for first, images in generator.batches(n, digits, seed, start, batch_size):
         if out is not None:
             if tiles is None:  # [n, H, W] grey or [n, H, W, 3] colour, as the model draws them
                 tiles = np.empty((n, *images.shape[1:]), np.uint8)
-            tiles[start : start + len(images)] = images
+            tiles[first - start : first - start + len(images)] = images
         if out_dir is not None:
-            for i, image in enumerate(images, start):
-                name = f"{i:06d}_digit{grid.labels[i]}.png" if grid.labels is not None else f"{i:06d}.png"
-                save_png(out_dir / name, upscale(image, scale))
+            for i, image in enumerate(images, first):
+                label = grid.labels[i - start] if grid.labels is not None else None
+                file = f"{i:06d}_digit{label}.png" if label is not None else f"{i:06d}.png"
+                save_png(out_dir / file, upscale(image, scale))
     if out is not None:
-        save_png(out, assemble(grid, tiles))
+        save_image(out, assemble(grid, tiles))
         print(f"wrote {out} ({n} digits, {grid.nrow} per row)")
     if out_dir is not None:
         print(f"wrote {n} PNGs to {out_dir}")
@@ -199,51 +254,67 @@ def _infer(n, out, out_dir, model, digit, class_, seed, nrow, scale, batch_size,
 def interpolate(
     digit: Annotated[int | None, typer.Option("--digit", help="digit to walk through (conditional models)")] = None,
     to: Annotated[
-        int | None, typer.Option("--to", help="end on this digit instead (cross-fades along the walk)")
+        int | None, typer.Option("--to", help="end on this digit instead (cross-fades along the walk; needs --digit)")
     ] = None,
+    to_seed: Annotated[int | None, typer.Option(
+        "--to-seed", help="end on image 0 of this seed (default: walk from image 0 to image 1 of --seed)")] = None,
     steps: Annotated[int, typer.Option("--steps", help="frames in the walk")] = 10,
-    out: Annotated[Path, typer.Option("--out", help="a .png strip or an animated .gif")] = Path("interpolation.png"),
+    out: Annotated[Path, typer.Option(
+        "--out", help="an animated .gif, or a strip: .png, .webp or .jpg")] = Path("interpolation.png"),
     model: ModelOpt = None,
     seed: SeedOpt = None,
     scale: ScaleOpt = 2,
     provider: ProviderOpt = "auto",
+    quiet: QuietOpt = False,
 ) -> None:
-    """A smooth latent walk (slerp between two noise vectors), as a PNG strip or an animated GIF.
+    """A smooth latent walk (slerp between two noise vectors), as a picture strip or an animated GIF.
 
     Examples: mnist-gen interpolate --digit 3 --out walk.png; mnist-gen interpolate --digit 1 --to 7 --out morph.gif
     """
+    _settings["quiet"] = quiet
     try:
-        _interpolate(digit, to, steps, out, model, seed, scale, provider)
+        _interpolate(digit, to, to_seed, steps, out, model, seed, scale, provider)
     except UserError as e:
         raise fail(e) from None
 
 
-def _interpolate(digit, to, steps, out, model, seed, scale, provider) -> None:
-    from .files import save_gif, save_png
-    from .images import render_walk, walk_strip
+def _interpolate(digit, to, to_seed, steps, out, model, seed, scale, provider) -> None:
+    import numpy as np
+
+    from .api import check_seed
+    from .files import image_format, save_gif, save_image
 
     check_positive(steps=steps, scale=scale)
     if steps < 2:
-        raise UserError("--steps must be >= 2")
-    if out.suffix.lower() not in (".png", ".gif"):
-        raise UserError(f"--out {out}: use a .png (strip) or .gif (animation) file name")
+        raise BadValue("--steps must be >= 2")
+    if to is not None and digit is None:
+        raise BadValue("--to needs --digit too: the digit the walk starts from")
+    if out.suffix.lower() != ".gif":
+        image_format(out)
     check_writable(out, "--out")
+    if to_seed is not None:
+        check_seed(to_seed, "--to-seed")
+    seed = pick_seed(seed)
     generator = load(model, provider)
-    frames = render_walk(generator, pick_seed(seed), steps, digit, to, scale=scale)
+    for value, name in ((digit, "--digit"), (to, "--to")):
+        if value is not None:
+            generator.labels(value, name)  # the same check as the walk's, in the command line's words
     if out.suffix.lower() == ".gif":
+        frames = [np.asarray(frame) for frame in generator.walk(seed, steps, digit, to, to_seed, scale)]
         save_gif(out, frames + frames[-2:0:-1], duration_ms=120)  # there and back again
     else:
-        save_png(out, walk_strip(frames, scale))
+        save_image(out, np.asarray(generator.walk(seed, steps, digit, to, to_seed, scale, strip=True)))
     print(f"wrote {out} ({steps} steps)")
 
 
 @app.command()
-def info(model: ModelOpt = None, provider: ProviderOpt = "auto") -> None:
+def info(model: ModelOpt = None, provider: ProviderOpt = "auto", quiet: QuietOpt = False) -> None:
     """The model's metadata, size, inputs and outputs, and which onnxruntime provider really runs it."""
+    _settings["quiet"] = quiet
     try:
         import onnxruntime as ort
 
-        generator = load(model, provider)
+        generator = load(model, provider).model
     except UserError as e:
         raise fail(e) from None
     print(f"model:      {generator.path} ({generator.path.stat().st_size / 1e6:.2f} MB)")
@@ -269,11 +340,13 @@ def bench(
     compare: Annotated[
         Path | None, typer.Option("--compare", help="a second model (file, or fp32 / int8) measured side by side")
     ] = None,
+    quiet: QuietOpt = False,
 ) -> None:
     """Images/s and latency per batch size on the chosen provider, optionally against a second model.
 
     Example: mnist-gen bench --model fp32 --compare int8
     """
+    _settings["quiet"] = quiet
     try:
         _bench(model, provider, batch_sizes, seconds, compare)
     except UserError as e:
@@ -287,13 +360,14 @@ def _bench(model, provider, batch_sizes, seconds, compare=None) -> None:
     try:
         sizes = [int(b) for b in batch_sizes.split(",")]
     except ValueError:
-        raise UserError(f"--batch-sizes {batch_sizes!r}: give integers such as 1,64,256") from None
-    check_positive(batch_size=min(sizes))
+        raise BadValue(f"--batch-sizes {batch_sizes!r}: give integers such as 1,64,256") from None
+    if min(sizes) < 1:
+        raise BadValue(f"--batch-sizes must each be >= 1, got {min(sizes)}")
     if not seconds > 0:
-        raise UserError(f"--seconds must be > 0, got {seconds}")
-    generators = [load(model, provider)] + ([load(compare, provider)] if compare is not None else [])
+        raise BadValue(f"--seconds must be > 0, got {seconds}")
+    generators = [load(model, provider).model] + ([load(compare, provider).model] if compare is not None else [])
     if len({(g.latent_dim, g.num_classes) for g in generators}) > 1:
-        raise UserError("--compare: the two models take different inputs (latent size or classes)")
+        raise BadValue("--compare: the two models take different inputs (latent size or classes)")
     header = f"{'batch':>6}" + "".join(f" {'median ms':>10} {'images/s':>10}" for _ in generators)
     ratio = f" {'2nd/1st':>8}" if len(generators) == 2 else ""
     print(header + ratio + "  (" + " | ".join(f"{g.path.name}, {g.provider}" for g in generators) + ")")
@@ -332,6 +406,7 @@ def score(
         Path | None, typer.Option("--scorer", help="a scorer for other data (python -m trainer.classifier --out DIR); "
                                   "default: the bundled MNIST one")
     ] = None,
+    quiet: QuietOpt = False,
 ) -> None:
     """FID, Inception Score, class shares, diversity and conditional accuracy, next to real data's own.
 
@@ -339,6 +414,7 @@ def score(
     size are resized to the classifier's. Conditional models are asked for each class in turn.
     Example: mnist-gen score --n 10000 --json
     """
+    _settings["quiet"] = quiet
     try:
         _score(model, n, seed, as_json, batch_size, provider, scorer)
     except UserError as e:
@@ -353,11 +429,17 @@ def _score(model, n, seed, as_json, batch_size, provider, scorer) -> None:
     from .score import load_scorer, score_generator, scorer_input
 
     check_positive(n=n, batch_size=batch_size)
+    if n > SCORE_CAP:
+        raise BadValue(f"--n {n}: scores are computed from at most {SCORE_CAP:,} images (the features of every "
+                       "image are held in memory)")
+    from .api import check_seed
+
+    check_seed(seed, "--seed")
     classifier, stats = load_scorer(scorer)
-    generator = load(model, provider)
+    generator = load(model, provider).model
     channels, classes = scorer_input(classifier)[0], len(stats["real_spread"])
     if generator.channels != channels or (generator.conditional and generator.num_classes != classes):
-        raise UserError(f"the scorer reads {channels}-channel images of {classes} classes; this model draws "
+        raise BadValue(f"the scorer reads {channels}-channel images of {classes} classes; this model draws "
                         f"{generator.channels}-channel images of {generator.num_classes} classes (--scorer DIR)")
     result = score_generator(generator.run, generator.latent_dim, generator.num_classes, stats, classifier,
                              n, seed, batch_size)
@@ -391,12 +473,15 @@ def serve(
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="TCP port (0: any free port, printed)")] = 8000,
     provider: ProviderOpt = "auto",
+    quiet: QuietOpt = False,
 ) -> None:
     """A web page and HTTP API for the generator, until Ctrl-C (needs pip install "mnist-gen\\[serve]").
 
     The page draws grids and latent walks; the API is /api/generate, /api/interpolate, /api/info, /healthz
-    (schema at /openapi.json). Example: mnist-gen serve --port 8000, then open http://127.0.0.1:8000/
+    (schema at /openapi.json), the Open Inference Protocol at /v2 (Triton's clients work) and /metrics.
+    Example: mnist-gen serve --port 8000, then open http://127.0.0.1:8000/
     """
+    _settings["quiet"] = quiet
     try:
         _serve(model, host, port, provider)
     except UserError as e:
@@ -406,12 +491,12 @@ def serve(
 def _serve(model, host, port, provider) -> None:
     import importlib.util
 
-    missing = [name for name in ("fastapi", "uvicorn") if importlib.util.find_spec(name) is None]
+    missing = [name for name in ("fastapi", "uvicorn", "prometheus_client") if importlib.util.find_spec(name) is None]
     if missing:
-        raise UserError(f"mnist-gen serve needs {' and '.join(missing)}, which the base install leaves out: "
-                        "pip install \"mnist-gen[serve]\" (from a clone: pip install \".[serve]\")")
-    from .serve import listen
+        raise BadValue(f"mnist-gen serve needs {', '.join(missing)}, which the base install leaves out: "
+                       "pip install \"mnist-gen[serve]\" (from a clone: pip install \".[serve]\")")
+    from .serve import CONV_SEARCH, listen
     from .serve import serve as run_server
 
     sock = listen(host, port)  # a port in use fails before the model loads
-    run_server(load(model, provider), sock)
+    run_server(load(model, provider, CONV_SEARCH), sock)

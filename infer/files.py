@@ -27,17 +27,19 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp)
-    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the permissions a plain open() would
-    try:
+    tmp = None
+    try:  # from the moment the file exists: an interrupt anywhere after mkstemp still removes it
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        tmp = Path(name)
+        os.close(fd)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the permissions a plain open() would
         yield tmp
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:
-        tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
     with contextlib.suppress(OSError):  # make the rename itself durable
         dir_fd = os.open(path.parent, os.O_RDONLY)
         try:
@@ -100,6 +102,34 @@ def encode_png(image: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+# The picture formats a file name may ask for. PNG and lossless WebP keep every pixel; JPEG at quality 95 is
+# close but lossy (a grid of thin strokes shows its artefacts at lower qualities).
+IMAGE_FORMATS = {".png": ("PNG", {}), ".jpg": ("JPEG", {"quality": 95}), ".jpeg": ("JPEG", {"quality": 95}),
+                 ".webp": ("WEBP", {"lossless": True})}
+
+
+def image_format(path: str | os.PathLike) -> str:
+    """The extension of `path` if it names a format we write, else a ValueError naming those that we do."""
+    from .errors import BadValue
+
+    suffix = Path(path).suffix.lower()
+    if suffix not in IMAGE_FORMATS:
+        raise BadValue(f"{path}: the file name must end in {', '.join(IMAGE_FORMATS)} (the format written)")
+    return suffix
+
+
+def save_image(path: str | os.PathLike, image: np.ndarray) -> None:
+    """Write a uint8 image in the format its extension names (image_format), atomically."""
+    import io
+
+    from PIL import Image
+
+    name, options = IMAGE_FORMATS[image_format(path)]
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format=name, **options)
+    write_bytes_atomic(path, buffer.getvalue() if name != "PNG" else encode_png(image))
 
 
 def save_png(path: str | os.PathLike, image: np.ndarray) -> None:

@@ -5,6 +5,7 @@ Imports numpy, onnxruntime and the standard library only: never torch, trainer o
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import os
@@ -14,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import UserError
+from .errors import BadFile, BadValue
+from .noise import latents
 
 BUNDLED_MODEL = Path(__file__).parent / "assets" / "generator.onnx"  # fp32: for CUDA, and `--model fp32`
 BUNDLED_INT8 = Path(__file__).parent / "assets" / "generator.int8.onnx"  # the CPU default (MODEL_CARD.md)
@@ -24,26 +26,21 @@ REQUIRED_METADATA = ("latent_dim", "image_size", "num_classes")
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 
 
-def resolve_model(model: str | os.PathLike | None, provider: str = "auto") -> Path:
-    """--model, else ./artifacts/generator.onnx, else the pretrained model shipped in the package.
+def resolve_model(model: str | os.PathLike | None) -> Path | None:
+    """The model file asked for: a path, fp32 / int8 (a bundled one), else ./artifacts/generator.onnx if there.
 
-    The package ships it twice: int8 runs by default on CPU (faster there, a quarter of the size, about
-    the same FID: MODEL_CARD.md, docs/int8.md), fp32 on CUDA, where onnxruntime has no int8
-    convolutions. `--model fp32` or `--model int8` picks one.
+    None means the bundled model, whose precision follows the provider that really runs (load_generator):
+    int8 on CPU (faster there, a quarter of the size, about the same FID: MODEL_CARD.md, docs/int8.md),
+    fp32 on CUDA, where onnxruntime has no int8 convolutions.
     """
     if model is not None:
         path = Path(model)
         if not path.is_file() and str(model) in BUNDLED:
             path = BUNDLED[str(model)]
         if not path.is_file():
-            raise UserError(f"model {path}: no such file")
+            raise BadFile(f"model {path}: no such file")
         return path
-    on_cuda = provider == "cuda" or (provider == "auto" and cuda_available())
-    for path in (LOCAL_MODEL, BUNDLED_MODEL if on_cuda else BUNDLED_INT8, BUNDLED_MODEL):
-        if path.is_file():
-            return path
-    raise UserError("no model found: pass --model FILE.onnx, or train and export one "
-                    "(python -m trainer && python -m exporter artifacts/generator.pth)")
+    return LOCAL_MODEL if LOCAL_MODEL.is_file() else None
 
 
 def session_options(threads: int | None):
@@ -60,7 +57,7 @@ def session_options(threads: int | None):
 
 
 def _cuda_missing() -> str:
-    """Why CUDA cannot run here, from the quick checks; "" when it may (a session is the real test)."""
+    """Why CUDA cannot run here, from the quick checks; "" when it may (a trial run is the real test)."""
     import onnxruntime as ort
 
     if "CUDAExecutionProvider" not in ort.get_available_providers():
@@ -78,7 +75,60 @@ def cuda_available() -> bool:
     return not _cuda_missing()
 
 
-def _cuda_session(model_bytes: bytes, opts):
+@contextlib.contextmanager
+def output_to_stderr():
+    """Send whatever is printed meanwhile to stderr, at the file-descriptor level too: onnxruntime's C++ banners
+    ("EP Error ...") and preload_dlls' list go there, so stdout carries only results (`score --json`)."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def first_line(error: BaseException, limit: int = 160) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:limit] if text else type(error).__name__
+
+
+def trial_run(session) -> None:
+    """One image through the graph with zero inputs: a missing cuDNN or a kernel the device lacks may only fail
+    at the first run, so a session is not accepted before one has passed."""
+    dtypes = {"tensor(float)": np.float32, "tensor(int64)": np.int64, "tensor(float16)": np.float16}
+    feeds = {}
+    for node in session.get_inputs():
+        shape = [1] + [d if isinstance(d, int) and d > 0 else 1 for d in node.shape[1:]]
+        feeds[node.name] = np.zeros(shape, dtypes.get(node.type, np.float32))
+    session.run(None, feeds)
+
+
+def working_session(model_bytes: bytes, opts, providers: list):
+    """A session on `providers` that has run one image, or (None, why not) in one line."""
+    import onnxruntime as ort
+
+    # A failing CUDA provider logs pages; we say it in one line. The session's own severity, not the
+    # process-wide default logger's: onnxruntime cannot read that one back, so changing it would not be undone.
+    severity, opts.log_severity_level = opts.log_severity_level, 4
+    try:
+        with output_to_stderr():
+            session = ort.InferenceSession(model_bytes, opts, providers=providers)
+            first = providers[0][0] if isinstance(providers[0], tuple) else providers[0]
+            if session.get_providers()[0] != first:
+                return None, "the CUDA libraries or a GPU are not usable here"
+            trial_run(session)
+    except Exception as e:  # noqa: BLE001 - onnxruntime raises plain RuntimeError/Fail variants
+        return None, first_line(e, 120)
+    finally:
+        opts.log_severity_level = severity
+    return session, ""
+
+
+def _cuda_session(model_bytes: bytes, opts, conv_search: str):
     """A session that really runs on CUDA, or (None, why not)."""
     import onnxruntime as ort
 
@@ -87,21 +137,12 @@ def _cuda_session(model_bytes: bytes, opts):
         return None, missing
     if hasattr(ort, "preload_dlls"):  # find pip-installed CUDA/cuDNN libraries without torch
         try:
-            ort.preload_dlls()
+            with output_to_stderr():
+                ort.preload_dlls()
         except Exception:  # noqa: BLE001 - a failed preload only means CUDA will not start
             pass
-    # A failing CUDA provider logs pages; we say it in one line. The session's own severity, not the
-    # process-wide default logger's: onnxruntime cannot read that one back, so changing it would not be undone.
-    severity, opts.log_severity_level = opts.log_severity_level, 4
-    try:
-        session = ort.InferenceSession(model_bytes, opts, providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
-    except Exception as e:  # noqa: BLE001 - onnxruntime raises plain RuntimeError/Fail variants
-        return None, str(e).strip().splitlines()[0][:120] if str(e).strip() else "session creation failed"
-    finally:
-        opts.log_severity_level = severity
-    if session.get_providers()[0] != "CUDAExecutionProvider":
-        return None, "the CUDA libraries or a GPU are not usable here"
-    return session, ""
+    cuda = ("CUDAExecutionProvider", {"cudnn_conv_algo_search": conv_search})
+    return working_session(model_bytes, opts, [cuda, "CPUExecutionProvider"])
 
 
 def precision(session) -> str:
@@ -144,7 +185,7 @@ class OnnxGenerator:
     def class_index(self, name: str, option: str = "--class") -> int:
         """The label of the class called `name` (exact, else the one case-insensitive match)."""
         if not self.conditional:
-            raise UserError(f"{option}: this model is unconditional; it cannot draw a chosen class")
+            raise BadValue(f"{option}: this model is unconditional; it cannot draw a chosen class")
         names = self.class_names
         if name in names:
             return names.index(name)
@@ -152,40 +193,21 @@ class OnnxGenerator:
         if len(folded) == 1:
             return folded[0]
         shown = ", ".join(names[:20]) + (", ..." if len(names) > 20 else "")
-        raise UserError(f"{option} {name!r}: this model's classes are {shown}")
+        raise BadValue(f"{option} {name!r}: this model's classes are {shown}")
 
     @classmethod
-    def load(cls, path: str | os.PathLike, provider: str = "auto", threads: int | None = None) -> OnnxGenerator:
-        import onnxruntime as ort
+    def load(cls, path: str | os.PathLike, provider: str = "auto", threads: int | None = None,
+             conv_search: str = "EXHAUSTIVE") -> OnnxGenerator:
+        """One model file on `provider` (auto: CUDA if a trial run passes there, else CPU)."""
+        return load_generator(path, provider, threads, conv_search)
 
-        path = Path(path)
-        if provider not in ("auto", "cpu", "cuda"):
-            raise UserError(f"--provider must be auto, cpu or cuda, got {provider!r}")
-        try:
-            model_bytes = path.read_bytes()
-        except OSError as e:
-            raise UserError(f"model {path}: cannot read ({e.strerror or e})") from None
-        opts = session_options(threads)
-        session, note = None, ""
-        if provider in ("auto", "cuda"):
-            session, note = _cuda_session(model_bytes, opts)
-            if session is None and provider == "cuda":
-                raise UserError(f"--provider cuda: CUDA cannot run here ({note}); use --provider cpu")
-            if session is not None and provider == "auto" and precision(session) == "int8":
-                # onnxruntime's CUDA provider has no int8 convolutions: it would run the QDQ graph's
-                # convolutions in fp32 between (de)quantize nodes, int8's rounding without its speed.
-                session, note = None, "an int8 model, whose int8 kernels are onnxruntime's CPU ones"
-        if session is None:
-            try:
-                session = ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])
-            except Exception as e:  # noqa: BLE001 - any load failure means a bad model file
-                first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
-                raise UserError(f"model {path}: not a valid ONNX model ({first})") from None
+    @classmethod
+    def _from_session(cls, path: Path, session, note: str) -> OnnxGenerator:
         meta = session.get_modelmeta().custom_metadata_map
         missing = [k for k in REQUIRED_METADATA if k not in meta]
         if missing:
-            raise UserError(f"model {path}: not an mnist-gen generator (metadata lacks {', '.join(missing)}); "
-                            "export it with python -m exporter")
+            raise BadFile(f"model {path}: not an mnist-gen generator (metadata lacks {', '.join(missing)}); "
+                          "export it with python -m exporter")
         generator = cls(path, session, session.get_providers()[0], dict(meta), int(meta["latent_dim"]),
                         int(meta["image_size"]), int(meta["num_classes"]), note)
         generator._check_signature()
@@ -196,18 +218,18 @@ class OnnxGenerator:
         outputs = [o.name for o in self.session.get_outputs()]
         expected = {"z", "labels"} if self.conditional else {"z"}
         if set(inputs) != expected or outputs != ["images"]:
-            raise UserError(f"model {self.path}: inputs {sorted(inputs)} / outputs {outputs} are not a generator's "
+            raise BadFile(f"model {self.path}: inputs {sorted(inputs)} / outputs {outputs} are not a generator's "
                             f"(expected {sorted(expected)} -> ['images'])")
         if inputs["z"].shape[-1] != self.latent_dim:
-            raise UserError(f"model {self.path}: z has size {inputs['z'].shape[-1]}, metadata says {self.latent_dim}")
+            raise BadFile(f"model {self.path}: z has size {inputs['z'].shape[-1]}, metadata says {self.latent_dim}")
 
     def check_labels(self, labels: list[int], name: str = "--digit") -> None:
         """`name` is how the caller's user spells the option: --digit on the command line, digit over HTTP."""
         if not self.conditional:
-            raise UserError(f"{name}: this model is unconditional; it cannot draw a chosen digit")
+            raise BadValue(f"{name}: this model is unconditional; it cannot draw a chosen digit")
         bad = [d for d in labels if not 0 <= d < self.num_classes]
         if bad:
-            raise UserError(f"{name} {bad[0]}: digits must be in 0..{self.num_classes - 1}")
+            raise BadValue(f"{name} {bad[0]}: digits must be in 0..{self.num_classes - 1}")
 
     def run(self, z: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
         """One batch: z float32 [N, latent_dim] (+ labels int64 [N]) -> images float32 [N, C, H, W]."""
@@ -215,20 +237,66 @@ class OnnxGenerator:
         if self.conditional:
             labels = np.asarray(labels, dtype=np.int64)
             if labels.min(initial=0) < 0 or labels.max(initial=0) >= self.num_classes:
-                raise UserError(f"labels must be in 0..{self.num_classes - 1}")
+                raise BadValue(f"labels must be in 0..{self.num_classes - 1}")
             feeds["labels"] = labels
         return self.session.run(["images"], feeds)[0]
 
 
-def generate_batches(generate, latent_dim: int, n: int, seed: int, labels: np.ndarray | None, batch_size: int):
-    """Yield (start, images) for n images, batch by batch, so memory stays bounded for any n.
+def generate_batches(generate, latent_dim: int, n: int, seed: int, labels: np.ndarray | None, batch_size: int,
+                     start: int = 0):
+    """Yield (index, images) for images start .. start+n-1 of `seed`, batch by batch, so memory stays bounded.
 
-    The one generation loop of the project: `mnist-gen infer`, `mnist-gen serve` and scoring (the trainer's
-    torch G included) all draw z here, in this order, so the same seed gives the same noise whatever the
-    batch size. `generate(z, labels) -> images` is any generator: OnnxGenerator.run or a torch callable.
+    The one generation loop of the project: `mnist-gen infer`, `mnist-gen serve`, the Python API and scoring (the
+    trainer's torch G included) all draw z through noise.latents, so image i of a seed has the same noise whatever
+    the batch size. `labels` holds the n images' labels. `generate(z, labels) -> images` is any generator:
+    OnnxGenerator.run or a torch callable.
     """
-    rng = np.random.default_rng(seed)
-    for start in range(0, n, batch_size):
-        count = min(batch_size, n - start)
-        z = rng.standard_normal((count, latent_dim), dtype=np.float32)
-        yield start, generate(z, None if labels is None else labels[start : start + count])
+    for offset in range(0, n, batch_size):
+        count = min(batch_size, n - offset)
+        z = latents(seed, start + offset, count, latent_dim)
+        yield start + offset, generate(z, None if labels is None else labels[offset : offset + count])
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise BadFile(f"model {path}: cannot read ({e.strerror or e})") from None
+
+
+def _cpu_session(path: Path, model_bytes: bytes, opts):
+    import onnxruntime as ort
+
+    try:
+        session = ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])
+    except Exception as e:  # noqa: BLE001 - any load failure means a bad model file
+        raise BadFile(f"model {path}: not a valid ONNX model ({first_line(e)})") from None
+    try:
+        trial_run(session)
+    except Exception as e:  # noqa: BLE001 - onnxruntime raises plain RuntimeError/Fail variants
+        raise BadFile(f"model {path}: fails on its first run ({first_line(e)})") from None
+    return session
+
+
+def load_generator(model: str | os.PathLike | None = None, provider: str = "auto", threads: int | None = None,
+                   conv_search: str = "EXHAUSTIVE") -> OnnxGenerator:
+    """The provider first, then the model: CUDA is used only once a session there has run one image; the bundled
+    model is then the fp32 one, else the int8 one on CPU. `conv_search` is onnxruntime's cudnn_conv_algo_search."""
+    if provider not in ("auto", "cpu", "cuda"):
+        raise BadValue(f"provider must be auto, cpu or cuda, got {provider!r}")
+    path = resolve_model(model)
+    opts = session_options(threads)
+    session, note = None, ""
+    if provider in ("auto", "cuda"):
+        cuda_path = path or BUNDLED_MODEL
+        session, note = _cuda_session(_read(cuda_path), opts, conv_search)
+        if session is None and provider == "cuda":
+            raise BadValue(f"provider cuda: CUDA cannot run here ({note}); use the cpu provider")
+        if session is not None and provider == "auto" and precision(session) == "int8":
+            # onnxruntime's CUDA provider has no int8 convolutions: it would run the QDQ graph's
+            # convolutions in fp32 between (de)quantize nodes, int8's rounding without its speed.
+            session, note = None, "an int8 model, whose int8 kernels are onnxruntime's CPU ones"
+        if session is not None:
+            return OnnxGenerator._from_session(cuda_path, session, "")
+    cpu_path = path or BUNDLED_INT8
+    return OnnxGenerator._from_session(cpu_path, _cpu_session(cpu_path, _read(cpu_path), opts), note)

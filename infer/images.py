@@ -11,10 +11,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import UserError
+from .errors import BadValue
 from .files import make_grid, to_uint8, upscale
 from .generator import generate_batches
 from .latent import slerp
+from .noise import latents
 
 # The largest picture we make: 64 Mpx (64 MiB as uint8). `--n 64 --scale 1000` would need 60 GiB.
 MAX_SIDE = 8192
@@ -32,19 +33,21 @@ def random_seed() -> int:
 def check_pixels(height: int, width: int) -> None:
     """Refuse, before any work, a picture too large to hold in memory."""
     if height * width > MAX_PIXELS:
-        raise UserError(f"the image would be {width}x{height} pixels, over the cap of {MAX_PIXELS:,} "
+        raise BadValue(f"the image would be {width}x{height} pixels, over the cap of {MAX_PIXELS:,} "
                         f"({MAX_SIDE}x{MAX_SIDE}); ask for fewer images or a smaller scale")
 
 
 @dataclass(frozen=True)
 class Grid:
-    """A grid to draw: n images, their labels (None for an unconditional model), layout and upscaling."""
+    """A grid to draw: images start .. start+n-1 of a seed, their labels (None for an unconditional model),
+    layout and upscaling."""
 
     n: int
     labels: np.ndarray | None
     nrow: int
     scale: int
     image_size: int
+    start: int = 0
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -60,28 +63,29 @@ class Grid:
 
 
 def plan_grid(generator, n: int, digits: list[int] | None = None, nrow: int | None = None, scale: int = 1,
-              name: str = "--digit") -> Grid:
+              name: str = "--digit", start: int = 0) -> Grid:
     """Check the request against the model and lay the grid out.
 
-    A conditional model cycles `digits` (default: every class) over the n images, so with all ten digits
-    each row reads 0123456789. `name` is how the caller's user spells the digit option.
+    A conditional model cycles `digits` (default: every class) over the images, image i getting digits[i % len],
+    so with all ten digits each row reads 0123456789; `start` skips to image `start` of the seed (its noise and
+    its label). `name` is how the caller's user spells the digit option.
     """
     labels = None
     if generator.conditional:
         cycle = digits if digits is not None else list(range(generator.num_classes))
         generator.check_labels(cycle, name)
-        labels = np.asarray(cycle, dtype=np.int64)[np.arange(n) % len(cycle)]
+        labels = np.asarray(cycle, dtype=np.int64)[(start + np.arange(n)) % len(cycle)]
         nrow = nrow or (len(cycle) if len(cycle) > 1 and n >= len(cycle) else None)
     elif digits is not None:
         generator.check_labels(digits, name)  # raises: an unconditional model draws no chosen digit
     nrow = nrow or max(1, int(np.ceil(np.sqrt(n))))
-    return Grid(n, labels, nrow, scale, generator.image_size)
+    return Grid(n, labels, nrow, scale, generator.image_size, start)
 
 
 def draw(generator, grid: Grid, seed: int, batch_size: int = 256):
-    """Yield (start, uint8 images [count, H, W]) for the grid's images, batch by batch (not upscaled)."""
+    """Yield (index of the first, uint8 images [count, H, W]) for the grid's images, batch by batch (not upscaled)."""
     for start, images in generate_batches(generator.run, generator.latent_dim, grid.n, seed, grid.labels,
-                                          batch_size):
+                                          batch_size, grid.start):
         yield start, to_uint8(images)
 
 
@@ -97,9 +101,9 @@ def render_grid(generator, grid: Grid, seed: int, batch_size: int = 256) -> np.n
 def walk_latents(latent_dim: int, seed: int, steps: int, to_seed: int | None = None) -> np.ndarray:
     """A slerp walk between the first two noise vectors of `seed`, or between the first of `seed` and the first
     of `to_seed`: the noise of the first image of each seed's grid, so a walk joins two digits one has seen."""
-    ends = np.random.default_rng(seed).standard_normal((2, latent_dim), dtype=np.float32)
+    ends = latents(seed, 0, 2, latent_dim)
     if to_seed is not None:
-        ends[1] = np.random.default_rng(to_seed).standard_normal((1, latent_dim), dtype=np.float32)[0]
+        ends[1] = latents(to_seed, 0, 1, latent_dim)[0]
     return slerp(ends[0], ends[1], steps)
 
 
@@ -114,6 +118,8 @@ def render_walk(generator, seed: int, steps: int, digit: int | None = None, to: 
     """The frames of a latent walk, uint8 and upscaled. From `digit` to `to` the two digits' images cross-fade
     along the walk (labels are discrete in the graph)."""
     if generator.conditional:
+        if to is not None and digit is None:
+            raise BadValue(f"{name.replace('digit', 'to')} needs {name} too: the digit the walk starts from")
         start = 0 if digit is None else digit
         generator.check_labels([start] + ([] if to is None else [to]), name)
     elif digit is not None or to is not None:

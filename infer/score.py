@@ -86,7 +86,7 @@ def load_classifier(folder: str | Path | None = None):
     classifier = (Path(folder) if folder is not None else CLASSIFIER.parent) / CLASSIFIER.name
     if not classifier.is_file():
         raise UserError(f"no scorer in {classifier.parent} ({CLASSIFIER.name} and {STATS.name}); build one with "
-                        "python -m trainer.classifier")
+                        "python -m trainer.classifier (needs pip install \"mnist-gen[train]\")")
     try:
         return ort.InferenceSession(str(classifier), providers=["CPUExecutionProvider"])
     except Exception as e:  # noqa: BLE001 - onnxruntime raises many types for a bad file
@@ -99,7 +99,7 @@ def load_scorer(folder: str | Path | None = None):
     stats_file = (Path(folder) if folder is not None else STATS.parent) / STATS.name
     if not stats_file.is_file():
         raise UserError(f"no scorer in {stats_file.parent} ({CLASSIFIER.name} and {STATS.name}); build one with "
-                        "python -m trainer.classifier")
+                        "python -m trainer.classifier (needs pip install \"mnist-gen[train]\")")
     try:
         with np.load(stats_file, allow_pickle=False) as data:
             stats = {k: data[k] for k in data.files}

@@ -2,7 +2,8 @@
 
 Every picture comes from infer/images.py, the renderer of `mnist-gen infer`, so a PNG from /api/generate
 is byte for byte the file `mnist-gen infer --out` writes for the same model, seed and options.
-The model is fixed at start-up: no request can name a file.
+The model is fixed at start-up: no request can name a file. Beside the page's routes: the Open Inference
+Protocol (/v2/..., oip.py), as Triton serves the exported repository, and Prometheus metrics (/metrics, metrics.py).
 """
 
 from __future__ import annotations
@@ -17,27 +18,35 @@ import sys
 from pathlib import Path
 from typing import Annotated, Literal
 
-from fastapi import FastAPI, Query
+import numpy as np
+from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
-from . import __version__
-from .errors import UserError
+from . import __version__, oip
+from .api import Generator, parse_digits
+from .errors import BadValue, UserError
 from .files import encode_gif, encode_png, upscale
-from .images import MAX_PIXELS, draw, plan_grid, random_seed, render_grid, render_walk, walk_strip
+from .images import MAX_PIXELS, random_seed, render_grid, walk_strip
+from .metrics import Metrics, Observe
+from .noise import MAX_SEED, MAX_START
 
 WEB = Path(__file__).parent / "web"
 # Per-request caps: a request costs at most about 256 images of work and a 8x-upscaled picture.
-MAX_N = 256
+MAX_N = oip.MAX_BATCH
 MAX_SCALE = 8
 MAX_STEPS = 32
-MAX_SEED = 2**63 - 1
+MAX_BODY = 8 * 2**20  # bytes of a v2 infer request: 256 z vectors as JSON text take about 2.5 MB
+CONV_SEARCH = oip.SERVER_CONV_SEARCH
+SHUTDOWN_GRACE = 10  # seconds in-flight requests get after SIGTERM: a 256-image render takes well under one
 # Renders at once (onnxruntime already uses every core for one) and requests allowed to wait for one.
 RUNNING = 2
 WAITING = 32
+GENERATE_PARAMS = {"digit", "n", "seed", "start", "scale", "nrow", "format"}
+INTERPOLATE_PARAMS = {"seed", "to_seed", "digit", "to", "steps", "scale", "format"}
 
 
 class Busy(Exception):
@@ -52,6 +61,11 @@ class Gate:
         self.running = asyncio.Semaphore(running)
         self.capacity = running + waiting
         self.admitted = 0
+        self.in_flight = 0
+
+    @property
+    def waiting(self) -> int:
+        return self.admitted - self.in_flight
 
     @contextlib.asynccontextmanager
     async def slot(self):
@@ -60,13 +74,17 @@ class Gate:
         self.admitted += 1
         try:
             async with self.running:
-                yield
+                self.in_flight += 1
+                try:
+                    yield
+                finally:
+                    self.in_flight -= 1
         finally:
             self.admitted -= 1
 
 
 def error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
-    """Every error is one line of JSON: {"error": "..."}."""
+    """Every error is one line of JSON: {"error": "..."} (the Open Inference Protocol's error body too)."""
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
@@ -74,21 +92,53 @@ def b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def create_app(generator, running: int = RUNNING, waiting: int = WAITING) -> FastAPI:
+def reject_unknown(request: Request, known: set[str]) -> None:
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        raise BadValue(f"unknown parameter {unknown[0]}; this route takes {', '.join(sorted(known))}")
+
+
+def reproduce(seed: int, index: int, label: int | None) -> dict:
+    """What draws image `index` of `seed` alone, on each surface."""
+    digit = "" if label is None else f"&digit={label}"
+    cli_digit = "" if label is None else f" --digit {label}"
+    return {"api": f"/api/generate?seed={seed}&start={index}&n=1{digit}",
+            "cli": f"mnist-gen infer --seed {seed} --start {index} --n 1{cli_digit}"}
+
+
+def create_app(generator: Generator, running: int = RUNNING, waiting: int = WAITING) -> FastAPI:
+    """The app over one loaded generator (mnist_gen.load): the page, /api/..., /v2/... and /metrics."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        warm_up = asyncio.create_task(warm())
+        yield
+        warm_up.cancel()
+
     # FastAPI's /docs and /redoc pages load their scripts from a CDN, which an offline page cannot;
     # the OpenAPI schema itself is served at /openapi.json.
-    app = FastAPI(title="mnist-gen", version=__version__, docs_url=None, redoc_url=None,
+    app = FastAPI(title="mnist-gen", version=__version__, docs_url=None, redoc_url=None, lifespan=lifespan,
                   description="Handwritten digits from a DCGAN generator, run by onnxruntime.")
     app.state.gate = gate = Gate(running, waiting)
+    app.state.ready = False
+    metrics = Metrics(gate, lambda: app.state.ready)
+    app.add_middleware(Observe, metrics=metrics)
     app.mount("/static", StaticFiles(directory=WEB), name="static")
+    model = generator.model
 
     async def off_loop(function, *args):
         """Run onnxruntime (and PNG encoding) in a worker thread, within the gate's bounds."""
         async with gate.slot():
             return await run_in_threadpool(function, *args)
 
+    async def warm():
+        """Ready only once one image has been drawn and encoded end to end, as a request would be."""
+        await off_loop(lambda: encode_png(render_grid(model, generator.plan(1), 0)))
+        app.state.ready = True
+
     @app.exception_handler(Busy)
     async def busy(request, exc):
+        metrics.rejected.inc()
         return error(503, f"busy: {gate.capacity} requests are in progress or queued; retry shortly",
                      {"Retry-After": "1"})
 
@@ -100,11 +150,20 @@ def create_app(generator, running: int = RUNNING, waiting: int = WAITING) -> Fas
     async def bad_query(request, exc):
         first = exc.errors()[0]
         name = first["loc"][-1]
-        return error(422, f"{name}={first.get('input')}: {first['msg']}")
+        return error(400, f"{name}={first.get('input')}: {first['msg']}")
 
     @app.exception_handler(HTTPException)
     async def http_error(request, exc):
         return error(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
+
+    add_page_routes(app, generator, metrics)
+    add_generate_routes(app, generator, off_loop)
+    add_v2_routes(app, generator, off_loop)
+    return app
+
+
+def add_page_routes(app: FastAPI, generator: Generator, metrics: Metrics) -> None:
+    """The page, its model card, liveness and the metrics."""
 
     @app.get("/", include_in_schema=False)
     async def page():
@@ -112,7 +171,13 @@ def create_app(generator, running: int = RUNNING, waiting: int = WAITING) -> Fas
 
     @app.get("/healthz")
     async def healthz():
+        """Liveness: the process answers (readiness, model warm, is /v2/health/ready)."""
         return {"status": "ok"}
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus():
+        body, content_type = metrics.exposition()
+        return Response(body, media_type=content_type)
 
     @app.get("/api/info")
     async def info():
@@ -121,56 +186,72 @@ def create_app(generator, running: int = RUNNING, waiting: int = WAITING) -> Fas
             "version": __version__,
             "model": generator.path.name,
             "provider": generator.provider,
-            "provider_note": generator.note,
+            "provider_note": generator.model.note,
             "latent_dim": generator.latent_dim,
             "image_size": generator.image_size,
             "num_classes": generator.num_classes,
             "class_names": generator.class_names,
             "channels": generator.channels,
             "metadata": generator.metadata,
-            "limits": {"n": MAX_N, "scale": MAX_SCALE, "steps": MAX_STEPS, "pixels": MAX_PIXELS},
+            "limits": {"n": MAX_N, "scale": MAX_SCALE, "steps": MAX_STEPS, "pixels": MAX_PIXELS, "seed": MAX_SEED,
+                       "start": MAX_START},
         }
+
+
+def add_generate_routes(app: FastAPI, generator: Generator, off_loop) -> None:
+    """/api/generate and /api/interpolate: the page's routes, the same pictures as `mnist-gen infer/interpolate`."""
 
     @app.get("/api/generate", responses={200: {"content": {"image/png": {}}}})
     async def generate(
-        digit: Annotated[int | None, Query(ge=0, description="digit for every image (default: 0-9 in turn)")] = None,
+        request: Request,
+        digit: Annotated[str | None, Query(description="a digit (or class name) for every image, or a list such "
+                                           "as 0,1,2 cycled over them (default: every class in turn)")] = None,
         n: Annotated[int, Query(ge=1, le=MAX_N, description="how many digits")] = 64,
         seed: Annotated[int | None, Query(ge=0, le=MAX_SEED, description="noise seed (default: random)")] = None,
+        start: Annotated[int, Query(ge=0, le=MAX_START - MAX_N + 1,  # each image's redraw link stays in range
+                                    description="first image index of the seed")] = 0,
         scale: Annotated[int, Query(ge=1, le=MAX_SCALE, description="nearest-neighbour upscaling")] = 1,
         nrow: Annotated[int | None, Query(ge=1, le=MAX_N, description="images per grid row")] = None,
         format: Annotated[Literal["png", "json"], Query(description="a grid PNG, or each image in JSON")] = "png",
     ):
-        """A grid of digits as a PNG (the bytes `mnist-gen infer --out` writes), or each image as base64 PNG.
-
-        The seed used is in the X-Seed header (and in the JSON)."""
+        """A grid of digits as a PNG (the bytes `mnist-gen infer --out` writes), or each image as base64 PNG with
+        what draws it alone (seed and index). The seed used is in the X-Seed header (and in the JSON)."""
+        reject_unknown(request, GENERATE_PARAMS)
         seed = random_seed() if seed is None else seed
-        grid = plan_grid(generator, n, None if digit is None else [digit], nrow, scale, name="digit")
+        grid = generator.plan(n, parse_digits(digit, "digit"), nrow, scale, start, name="digit")
         grid.check_size()
         if format == "png":
-            png = await off_loop(lambda: encode_png(render_grid(generator, grid, seed)))
+            png = await off_loop(lambda: encode_png(render_grid(generator.model, grid, seed)))
             return Response(png, media_type="image/png", headers={"X-Seed": str(seed)})
 
         def each_image():
-            return [encode_png(upscale(image, scale)) for _, batch in draw(generator, grid, seed) for image in batch]
+            return [encode_png(upscale(image, scale)) for _, batch in
+                    generator.batches(n, grid.labels.tolist() if grid.labels is not None else None, seed, start)
+                    for image in batch]
 
         images = await off_loop(each_image)
         labels = [None] * n if grid.labels is None else grid.labels.tolist()
-        return {"seed": seed, "n": n, "images": [{"index": i, "digit": labels[i], "seed": seed, "png": b64(png)}
-                                                 for i, png in enumerate(images)]}
+        return JSONResponse({"seed": seed, "start": start, "n": n, "images": [
+            {"index": start + i, "digit": labels[i], "seed": seed, "png": b64(png),
+             "reproduce": reproduce(seed, start + i, labels[i])} for i, png in enumerate(images)]},
+            headers={"X-Seed": str(seed)})
 
     @app.get("/api/interpolate", responses={200: {"content": {"image/png": {}, "image/gif": {}}}})
     async def interpolate(
+        request: Request,
         seed: Annotated[int | None, Query(ge=0, le=MAX_SEED, description="start noise (default: random)")] = None,
         to_seed: Annotated[int | None, Query(ge=0, le=MAX_SEED, description="end on this seed's first digit")] = None,
         digit: Annotated[int | None, Query(ge=0, description="digit to walk through")] = None,
-        to: Annotated[int | None, Query(ge=0, description="end on this digit (cross-fades along the walk)")] = None,
+        to: Annotated[int | None, Query(ge=0, description="end on this digit (cross-fades; needs digit)")] = None,
         steps: Annotated[int, Query(ge=2, le=MAX_STEPS, description="frames in the walk")] = 10,
         scale: Annotated[int, Query(ge=1, le=MAX_SCALE, description="nearest-neighbour upscaling")] = 2,
         format: Annotated[Literal["png", "gif", "json"], Query(description="strip, animation or frames")] = "png",
     ):
         """A latent walk between two seeds and/or two digits: a PNG strip, a GIF, or each frame in JSON."""
+        reject_unknown(request, INTERPOLATE_PARAMS)
         seed = random_seed() if seed is None else seed
-        frames = await off_loop(render_walk, generator, seed, steps, digit, to, to_seed, scale, "digit")
+        pictures = await off_loop(generator.walk, seed, steps, digit, to, to_seed, scale)
+        frames = [np.asarray(picture) for picture in pictures]
         headers = {"X-Seed": str(seed)}
         if format == "json":
             pngs = await off_loop(lambda: [b64(encode_png(frame)) for frame in frames])
@@ -181,7 +262,67 @@ def create_app(generator, running: int = RUNNING, waiting: int = WAITING) -> Fas
         png = await off_loop(lambda: encode_png(walk_strip(frames, scale)))
         return Response(png, media_type="image/png", headers=headers)
 
-    return app
+
+def add_v2_routes(app: FastAPI, generator: Generator, off_loop) -> None:
+    """The Open Inference Protocol's HTTP routes (oip.py), as Triton serves the exported repository."""
+    model = generator.model
+
+    def known(name: str, version: str | None = None) -> None:
+        if name != oip.MODEL_NAME or version not in (None, oip.MODEL_VERSION):
+            raise HTTPException(404, f"unknown model {name!r} version {version!r}; this server has "
+                                f"{oip.MODEL_NAME!r} version {oip.MODEL_VERSION!r}")
+
+    @app.get("/v2")
+    async def v2_server():
+        return oip.server_metadata()
+
+    @app.get("/v2/health/live")
+    async def v2_live():
+        return Response(status_code=200)
+
+    @app.get("/v2/health/ready")
+    async def v2_ready():
+        return Response(status_code=200 if app.state.ready else 503)
+
+    @app.get("/v2/models/{name}")
+    @app.get("/v2/models/{name}/versions/{version}")
+    async def v2_model(name: str, version: str | None = None):
+        known(name, version)
+        return oip.model_metadata(generator)
+
+    @app.get("/v2/models/{name}/ready")
+    @app.get("/v2/models/{name}/versions/{version}/ready")
+    async def v2_model_ready(name: str, version: str | None = None):
+        known(name, version)
+        return Response(status_code=200 if app.state.ready else 503)
+
+    @app.post("/v2/models/{name}/infer")
+    @app.post("/v2/models/{name}/versions/{version}/infer")
+    async def v2_infer(request: Request, name: str, version: str | None = None):
+        """z (FP32 [batch, latent]) and labels (INT64 [batch, 1]) in, images (FP32 [batch, C, H, W]) out."""
+        known(name, version)
+        body = await read_body(request, MAX_BODY)
+        header, inputs = oip.decode_request(body, request.headers.get(oip.HEADER_LENGTH), generator)
+        oip.check_outputs(header)
+        labels = inputs["labels"].reshape(-1) if "labels" in inputs else None
+        images = await off_loop(model.run, inputs["z"], labels)
+        content, headers = oip.encode_response(header, images)
+        return Response(content, media_type="application/octet-stream" if headers else "application/json",
+                        headers=headers)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused (413) as soon as it passes `limit` bytes: a huge upload is never held."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise HTTPException(413, f"the request body is {declared} bytes, over the cap of {limit}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise HTTPException(413, f"the request body is over the cap of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -217,14 +358,15 @@ def serve(generator, sock: socket.socket) -> None:
               file=sys.stderr)
     print(f"serving {url_of(sock)} (Ctrl-C to stop)", flush=True)
     server = uvicorn.Server(uvicorn.Config(create_app(generator), log_level="warning", access_log=False,
-                                           timeout_graceful_shutdown=5))
+                                           timeout_graceful_shutdown=SHUTDOWN_GRACE))
 
     def stop(signum, frame):
         raise KeyboardInterrupt
 
-    # uvicorn shuts down gracefully on SIGINT/SIGTERM, then raises the signal again for the previous handler:
-    # make SIGTERM end like Ctrl-C, so both finish here without a traceback.
+    # uvicorn shuts down gracefully on SIGINT/SIGTERM (stops accepting, lets in-flight requests finish for up to
+    # SHUTDOWN_GRACE seconds), then raises the signal again for the previous handler: both end here, exit 0.
     signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     with contextlib.suppress(KeyboardInterrupt):
         server.run(sockets=[sock])
     print("stopped", file=sys.stderr)

@@ -14,18 +14,20 @@ from conftest import assert_one_line_error, http_get, python_m, served
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from infer.generator import OnnxGenerator
+from infer.api import load
 from infer.serve import MAX_N, MAX_SCALE, create_app
 
 
 @pytest.fixture(scope="module")
 def client(cond_onnx):
-    return TestClient(create_app(OnnxGenerator.load(cond_onnx, "cpu")))
+    with TestClient(create_app(load(cond_onnx, "cpu"))) as client:  # `with`: the app's start-up (warm-up) runs
+        yield client
 
 
 @pytest.fixture(scope="module")
 def uncond_client(uncond_onnx):
-    return TestClient(create_app(OnnxGenerator.load(uncond_onnx, "cpu")))
+    with TestClient(create_app(load(uncond_onnx, "cpu"))) as client:
+        yield client
 
 
 def pixels(png: bytes) -> np.ndarray:
@@ -57,6 +59,38 @@ def test_generate_json_gives_each_image_as_infer_out_dir_does(client, cond_onnx,
     for i, image in enumerate(body["images"]):
         assert image["index"] == i and image["digit"] == 4 and image["seed"] == 2
         assert base64.b64decode(image["png"]) == (tmp_path / f"{i:06d}_digit4.png").read_bytes()
+
+
+def test_each_json_image_says_what_draws_it_alone(client, cond_onnx, tmp_path):
+    """format=json used to report the request's seed only; now each image's route and command redraw it alone."""
+    seed = 2**64 - 2  # seeds span 0..2^64-1 on every surface
+    body = client.get("/api/generate", params={"n": 12, "digit": "3,5", "seed": seed, "format": "json"}).json()
+    image = body["images"][9]
+    assert image["index"] == 9 and image["digit"] == 5
+    alone = client.get(image["reproduce"]["api"])
+    assert alone.status_code == 200 and pixels(alone.content)[2:-2, 2:-2].tolist() == \
+        pixels(base64.b64decode(image["png"])).tolist()
+    command = image["reproduce"]["cli"].split()
+    assert command[:2] == ["mnist-gen", "infer"]
+    result = python_m("infer", *command[1:], "--model", str(cond_onnx), "--out-dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "000009_digit5.png").read_bytes() == base64.b64decode(image["png"])
+
+
+def test_query_takes_what_the_cli_takes(client, cond_onnx, tmp_path):
+    """Digit lists, class names and seeds above 2^63 as the CLI takes them; the same bytes."""
+    out = tmp_path / "grid.png"
+    python_m("infer", "infer", "--model", str(cond_onnx), "--n", "6", "--digit", "0,1", "--seed", str(2**63 + 1),
+             "--out", str(out))
+    response = client.get("/api/generate", params={"n": 6, "digit": "0,1", "seed": 2**63 + 1})
+    assert response.status_code == 200 and response.content == out.read_bytes()
+
+
+def test_head_answers_every_get_route(client):
+    for route in ("/", "/healthz", "/api/info", "/api/generate?n=1&seed=0", "/metrics", "/v2/health/ready"):
+        get, head = client.get(route), client.head(route)
+        assert head.status_code == get.status_code == 200, route
+        assert head.content == b"" and head.headers.get("content-type") == get.headers.get("content-type")
 
 
 def test_random_seed_is_reported_and_reproduces(client):
@@ -111,15 +145,19 @@ def test_info_health_schema_and_page(client):
 
 
 @pytest.mark.parametrize("query, status, message", [
-    ({"n": 0}, 422, "n=0: Input should be greater than or equal to 1"),
-    ({"n": MAX_N + 1}, 422, f"less than or equal to {MAX_N}"),
-    ({"n": "ten"}, 422, "n=ten: Input should be a valid integer"),
-    ({"scale": MAX_SCALE + 1}, 422, f"scale={MAX_SCALE + 1}"),
-    ({"seed": -1}, 422, "seed=-1"),
+    ({"n": 0}, 400, "n=0: Input should be greater than or equal to 1"),
+    ({"n": MAX_N + 1}, 400, f"less than or equal to {MAX_N}"),
+    ({"n": "ten"}, 400, "n=ten: Input should be a valid integer"),
+    ({"scale": MAX_SCALE + 1}, 400, f"scale={MAX_SCALE + 1}"),
+    ({"seed": -1}, 400, "seed=-1"),
+    ({"seed": 2**64}, 400, f"seed={2**64}"),
     ({"digit": 10}, 400, "digit 10: digits must be in 0..9"),
-    ({"digit": "seven"}, 422, "digit=seven"),
-    ({"format": "jpeg"}, 422, "format=jpeg"),
-    ({"nrow": 0}, 422, "nrow=0"),
+    ({"digit": -1}, 400, "digit -1: digits must be in 0..9"),
+    ({"digit": "1,,2"}, 400, "digit '1,,2'"),
+    ({"digit": "seven"}, 400, "digit 'seven'"),
+    ({"format": "jpeg"}, 400, "format=jpeg"),
+    ({"nrow": 0}, 400, "nrow=0"),
+    ({"bogus": 1}, 400, "unknown parameter bogus"),
 ])
 def test_bad_input_is_one_line_of_json(client, query, status, message):
     response = client.get("/api/generate", params=query)
@@ -129,15 +167,16 @@ def test_bad_input_is_one_line_of_json(client, query, status, message):
 
 
 def test_bad_walks(client):
-    for query, message in [({"steps": 1}, "steps=1"), ({"steps": 33}, "steps=33"), ({"to": 12}, "digit 12"),
-                           ({"to_seed": "x"}, "to_seed=x")]:
+    for query, message in [({"steps": 1}, "steps=1"), ({"steps": 33}, "steps=33"), ({"digit": 1, "to": 12}, "12"),
+                           ({"to_seed": "x"}, "to_seed=x"), ({"to": 3}, "to needs digit"),
+                           ({"frames": 3}, "unknown parameter frames")]:
         response = client.get("/api/interpolate", params=query)
-        assert response.status_code in (400, 422) and message in response.json()["error"], response.text
+        assert response.status_code == 400 and message in response.json()["error"], response.text
 
 
 def test_size_cap_is_shared_with_infer(models):
     """A 64x64 model at the largest n and scale would pass 8192x8192 pixels: refused before rendering."""
-    client = TestClient(create_app(OnnxGenerator.load(models[64, True][1], "cpu")))
+    client = TestClient(create_app(load(models[64, True][1], "cpu")))
     response = client.get("/api/generate", params={"n": MAX_N, "scale": MAX_SCALE})
     assert response.status_code == 400 and "over the cap of 67,108,864 (8192x8192)" in response.json()["error"]
 
@@ -152,7 +191,7 @@ def test_unknown_routes_and_methods(client):
 
 
 def test_saturated_server_answers_503_at_once_and_recovers(cond_onnx):
-    app = create_app(OnnxGenerator.load(cond_onnx, "cpu"), running=1, waiting=0)
+    app = create_app(load(cond_onnx, "cpu"), running=1, waiting=0)
 
     async def scenario():
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
@@ -168,7 +207,7 @@ def test_saturated_server_answers_503_at_once_and_recovers(cond_onnx):
 
 
 def test_concurrent_requests_within_the_bounds_all_answer(cond_onnx):
-    app = create_app(OnnxGenerator.load(cond_onnx, "cpu"), running=2, waiting=6)
+    app = create_app(load(cond_onnx, "cpu"), running=2, waiting=6)
 
     async def scenario():
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
@@ -187,7 +226,7 @@ def test_serve_command_serves_then_stops_cleanly(cond_onnx, tmp_path, stop):
         status, headers, body = http_get(url + "api/generate?n=10&seed=0")
         assert status == 200 and headers["content-type"] == "image/png" and pixels(body).shape == (32, 302)
         status, _, body = http_get(url + "api/generate?n=100000")
-        assert status == 422 and "less than or equal to" in json.loads(body)["error"]
+        assert status == 400 and "less than or equal to" in json.loads(body)["error"]
         # A second server on the same port: one line, exit 2, before loading anything.
         port = url.rstrip("/").rsplit(":", 1)[1]
         taken = python_m("infer", "serve", "--model", str(cond_onnx), "--port", port, cwd=tmp_path)
@@ -215,7 +254,7 @@ def test_serve_bad_input_is_one_line(cond_onnx, tmp_path):
         (["--model", str(tmp_path / "missing.onnx"), "--port", "0"], "no such file"),
         (["--model", str(cond_onnx), "--port", "70000"], "--port must be in 0..65535"),
         (["--model", str(cond_onnx), "--host", "no-such-host.invalid", "--port", "0"], "cannot listen"),
-        (["--model", str(cond_onnx), "--provider", "tpu", "--port", "0"], "--provider"),
+        (["--model", str(cond_onnx), "--provider", "tpu", "--port", "0"], "provider"),
     ]:
         result = python_m("infer", "serve", *args, cwd=tmp_path, timeout=60)
         assert_one_line_error(result)
@@ -228,7 +267,7 @@ def test_serve_help_names_the_extra():
 
 
 def test_a_colour_model_with_named_classes(rgb_onnx):
-    client = TestClient(create_app(OnnxGenerator.load(rgb_onnx, "cpu")))
+    client = TestClient(create_app(load(rgb_onnx, "cpu")))
     info = client.get("/api/info").json()
     assert info["class_names"] == ["cat", "dog", "fox"] and info["channels"] == 3
     grid = client.get("/api/generate", params={"digit": 2, "n": 4, "seed": 0})

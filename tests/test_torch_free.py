@@ -1,6 +1,7 @@
 """The runtime installs (`pip install mnist-gen`, and with the serve extra) have no torch, and `mnist-gen`
 and `mnist-gen serve` work there."""
 
+import re
 import subprocess
 import sys
 import venv
@@ -65,7 +66,8 @@ def test_cli_runs_without_torch(runtime_env, cond_onnx, int8_onnx, tmp_path):
 
 
 def test_infer_modules_import_nothing_of_torch_or_training(runtime_env):
-    code = ("import sys, infer.cli, infer.generator, infer.files, infer.latent, infer.images, infer.score; "
+    code = ("import sys, mnist_gen, infer.cli, infer.generator, infer.files, infer.latent, infer.images, infer.score, "
+            "infer.api, infer.noise, infer.oip; "
             "bad = sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'trainer', 'exporter'}); print(bad)")
     result = subprocess.run([str(runtime_env / "bin" / "python"), "-c", code], capture_output=True, text=True,
                             cwd=runtime_env)  # the installed package, not the repository's infer/
@@ -124,3 +126,25 @@ def test_colour_model_with_class_names_runs_without_torch(runtime_env, rgb_onnx,
     info = subprocess.run([str(runtime_env / "bin" / "mnist-gen"), "info", "--model", str(rgb_onnx)],
                           capture_output=True, text=True, timeout=120)
     assert "classes:    0=cat, 1=dog, 2=fox" in info.stdout
+
+
+def test_readme_python_example_runs_without_torch(runtime_env, tmp_path):
+    """The README's Python API example, as written, in the torch-free install: the grid `mnist-gen infer` writes."""
+    text = (REPO / "README.md").read_text()
+    code = re.search(r"```python\n(import mnist_gen\n.*?)```", text, re.S).group(1)
+    result = subprocess.run([str(runtime_env / "bin" / "python"), "-c", code], capture_output=True, text=True,
+                            timeout=120, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    cli = subprocess.run([str(runtime_env / "bin" / "mnist-gen"), "infer", "--n", "64", "--seed", "0", "--out",
+                          "cli.png", "--quiet"], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert cli.returncode == 0 and cli.stderr == "", cli.stderr
+    assert (tmp_path / "grid.png").read_bytes() == (tmp_path / "cli.png").read_bytes()
+
+
+@pytest.mark.parametrize("module", ["trainer", "exporter", "trainer.classifier"])
+def test_training_commands_say_which_extra_to_install(runtime_env, tmp_path, module):
+    """The runtime install ships trainer/ and exporter/ without torch: one line naming the extra, exit 2."""
+    result = subprocess.run([str(runtime_env / "bin" / "python"), "-m", module], capture_output=True, text=True,
+                            timeout=120, cwd=tmp_path)
+    assert_one_line_error(result)
+    assert result.returncode == 2 and 'pip install "mnist-gen[train]"' in result.stderr

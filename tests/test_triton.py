@@ -39,7 +39,8 @@ def test_triton_repository_matches_the_onnx_file(models, tmp_path, conditional):
     assert len(config.output) == 1 and list(config.output[0].dims) == [1, 28, 28]
 
     metadata = {p.key: p.value for p in onnx.load(folder / "1" / "model.onnx").metadata_props}
-    assert {k: v.string_value for k, v in config.parameters.items()} == metadata
+    # the model's metadata, and the onnxruntime backend's convolution search (1 = HEURISTIC, chosen in infer/oip.py)
+    assert {k: v.string_value for k, v in config.parameters.items()} == {**metadata, "cudnn_conv_algo_search": "1"}
 
 
 def test_bad_triton_batch_size_writes_nothing(models, tmp_path):
