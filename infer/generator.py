@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import UserError
+from .noise import latents
 
 BUNDLED_MODEL = Path(__file__).parent / "assets" / "generator.onnx"  # fp32: for CUDA, and `--model fp32`
 BUNDLED_INT8 = Path(__file__).parent / "assets" / "generator.int8.onnx"  # the CPU default (MODEL_CARD.md)
@@ -224,11 +225,11 @@ def generate_batches(generate, latent_dim: int, n: int, seed: int, labels: np.nd
     """Yield (start, images) for n images, batch by batch, so memory stays bounded for any n.
 
     The one generation loop of the project: `mnist-gen infer`, `mnist-gen serve` and scoring (the trainer's
-    torch G included) all draw z here, in this order, so the same seed gives the same noise whatever the
-    batch size. `generate(z, labels) -> images` is any generator: OnnxGenerator.run or a torch callable.
+    torch G included) all draw z here, from infer/noise.py, where image i of a seed has its own z: the same
+    seed gives the same noise whatever the batch size. `generate(z, labels) -> images` is any generator:
+    OnnxGenerator.run or a torch callable.
     """
-    rng = np.random.default_rng(seed)
     for start in range(0, n, batch_size):
         count = min(batch_size, n - start)
-        z = rng.standard_normal((count, latent_dim), dtype=np.float32)
+        z = latents(seed, start, count, latent_dim)
         yield start, generate(z, None if labels is None else labels[start : start + count])

@@ -15,6 +15,7 @@ from .errors import UserError
 from .files import make_grid, to_uint8, upscale
 from .generator import generate_batches
 from .latent import slerp
+from .noise import latents
 
 # The largest picture we make: 64 Mpx (64 MiB as uint8). `--n 64 --scale 1000` would need 60 GiB.
 MAX_SIDE = 8192
@@ -97,9 +98,9 @@ def render_grid(generator, grid: Grid, seed: int, batch_size: int = 256) -> np.n
 def walk_latents(latent_dim: int, seed: int, steps: int, to_seed: int | None = None) -> np.ndarray:
     """A slerp walk between the first two noise vectors of `seed`, or between the first of `seed` and the first
     of `to_seed`: the noise of the first image of each seed's grid, so a walk joins two digits one has seen."""
-    ends = np.random.default_rng(seed).standard_normal((2, latent_dim), dtype=np.float32)
+    ends = latents(seed, 0, 2, latent_dim)
     if to_seed is not None:
-        ends[1] = np.random.default_rng(to_seed).standard_normal((1, latent_dim), dtype=np.float32)[0]
+        ends[1] = latents(to_seed, 0, 1, latent_dim)[0]
     return slerp(ends[0], ends[1], steps)
 
 
