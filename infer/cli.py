@@ -93,8 +93,8 @@ def pick_seed(seed: int | None) -> int:
     if seed is None:
         seed = random_seed()
         note(f"seed: {seed} (pass --seed {seed} to reproduce)")
-    elif seed < 0:
-        raise UserError(f"--seed must be >= 0, got {seed}")
+    elif not 0 <= seed <= 2**64 - 1:  # infer/noise.py's seeds
+        raise UserError(f"--seed must be in 0..{2**64 - 1}, got {seed}")
     return seed
 
 

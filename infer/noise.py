@@ -13,6 +13,8 @@ import math
 
 import numpy as np
 
+from .errors import UserError
+
 MAX_SEED = 2**64 - 1
 GAMMA = np.uint64(0x9E3779B97F4A7C15)  # SplitMix64's increment: 2**64 / golden ratio, odd
 TWO_TO_MINUS_53 = 2.0**-53
@@ -28,7 +30,7 @@ def mix(z: np.ndarray) -> np.ndarray:
 def image_keys(seed: int, start: int, count: int) -> np.ndarray:
     """Key of images start..start+count-1: the SplitMix64 stream seeded with mix(seed), at those positions."""
     if not 0 <= seed <= MAX_SEED:
-        raise ValueError(f"seed {seed} is not in 0..2**64-1")
+        raise UserError(f"seed {seed}: seeds are whole numbers in 0..{MAX_SEED}")
     index = np.arange(start, start + count, dtype=np.uint64)
     return mix(mix(np.array([seed], np.uint64)) + (index + np.uint64(1)) * GAMMA)
 

@@ -34,7 +34,7 @@ WEB = Path(__file__).parent / "web"
 MAX_N = 256
 MAX_SCALE = 8
 MAX_STEPS = 32
-MAX_SEED = 2**63 - 1
+MAX_SEED = 2**64 - 1  # every surface takes the seeds of infer/noise.py
 # Renders at once (onnxruntime already uses every core for one) and requests allowed to wait for one.
 RUNNING = 2
 WAITING = 32

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_one_line_error, python_m
+from conftest import REPO, assert_one_line_error, python_m, run
 from PIL import Image
 from test_serve_browser import READ_PIXELS
 
@@ -205,3 +205,12 @@ def test_site_refuses_bad_out_and_models(tmp_path):
     assert_one_line_error(result)
     assert result.returncode == 2 and "not an mnist-gen generator" in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "taken"]  # no site, no temporary folder
+
+
+def test_speed_benchmark_quick_mode_runs():
+    """benchmarks/site_speed.py --quick (CI's size) builds a site, loads it cold and prints its rates."""
+    result = run(sys.executable, str(REPO / "benchmarks" / "site_speed.py"), "--quick", timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert "MB downloaded" in result.stdout
+    rows = [line.split() for line in result.stdout.splitlines() if line.startswith(" ") and "generator.int8" in line]
+    assert [row[1:3] for row in rows] == [["1", "1"], ["1", "64"]] and all(float(row[3]) > 0 for row in rows)
