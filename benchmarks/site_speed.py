@@ -4,6 +4,7 @@ Builds a site per model (bundled int8 and fp32), serves each from a loopback sta
 Debian's chromium with Playwright. Prints, per model:
 - the cold load: a fresh browser context (empty cache) from navigation to the first grid (20 digits) drawn,
   on a plain static server (not cross-origin isolated: one thread, as on most hosts), and the bytes served;
+- how many of the page's pixels equal `mnist-gen infer`'s (the renderer in this process) on 256-digit grids;
 - images/s of onnxruntime-web at batch 1 and 64 with one thread and two (the server then sends the COOP/COEP
   headers that give the page threads), next to Python onnxruntime's CPU provider with the same threads on
   the same z in this process, and the ratio browser / Python.
@@ -99,6 +100,38 @@ def cold_load(browser, site: Path) -> tuple[float, int]:
         return seconds, handler.sent
 
 
+# The grid the page shows, read back as RGBA.
+READ_GRID = """() => {
+  const img = document.getElementById("grid");
+  const canvas = document.createElement("canvas");
+  [canvas.width, canvas.height] = [img.naturalWidth, img.naturalHeight];
+  canvas.getContext("2d").drawImage(img, 0, 0);
+  return Array.from(canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data);
+}"""
+
+
+def pixel_parity(page, model: Path, seeds) -> tuple[float, int]:
+    """Share of equal pixels and the largest difference, page against infer's renderer, over 256-digit grids."""
+    import numpy as np
+
+    from infer.generator import OnnxGenerator
+    from infer.images import plan_grid, render_grid
+
+    generator = OnnxGenerator.load(model, "cpu")
+    equal = total = worst = 0
+    for seed in seeds:
+        page.get_by_label("How many").fill("256")
+        page.get_by_label("Seed", exact=True).fill(str(seed))
+        page.get_by_label("Scale").fill("1")
+        page.get_by_role("button", name="Generate").click()
+        page.get_by_text(f"256 digits, seed {seed}").wait_for(timeout=120_000)
+        expected = render_grid(generator, plan_grid(generator, 256), seed)
+        shown = np.array(page.evaluate(READ_GRID), np.uint8).reshape(*expected.shape[:2], 4)[..., 0]
+        diff = np.abs(shown.astype(int) - expected.astype(int))
+        equal, total, worst = equal + int((diff == 0).sum()), total + diff.size, max(worst, int(diff.max()))
+    return equal / total, worst
+
+
 def python_rate(model: Path, batch: int, threads: int, seconds: float) -> float:
     import numpy as np
 
@@ -119,8 +152,12 @@ def measure(browser, site: Path, model: Path, threads_list, batches, seconds: fl
     load_s, sent = cold_load(browser, site)
     print(f"{model.name}: first grid {load_s:.2f} s after navigation on a cold load (1 thread); "
           f"{sent / 1e6:.2f} MB downloaded")
-    print(f"{'model':>22} {'threads':>7} {'batch':>5} {'web img/s':>12} {'python img/s':>12} {'web/python':>9}")
     with static_server(site, isolated=True) as (url, _):
+        seeds = [0] if len(threads_list) == 1 else [0, 1, 2]
+        share, worst = pixel_parity(open_page(browser, url), model, seeds)
+        print(f"pixels equal to mnist-gen infer's: {share:.4%} of 256-digit grids at seeds {seeds}, "
+              f"largest difference {worst} grey level(s)")
+        print(f"{'model':>22} {'threads':>7} {'batch':>5} {'web img/s':>12} {'python img/s':>12} {'web/python':>9}")
         for threads in threads_list:
             page = open_page(browser, f"{url}?threads={threads}")
             for batch in batches:
