@@ -5,9 +5,11 @@ pixels of `mnist-gen infer` for the same model, seed and options.
 The first build downloads onnxruntime-web's tarball from the npm registry (33 MB, then cached); CI has it.
 """
 
+import base64
 import contextlib
 import functools
 import http.server
+import io
 import sys
 import threading
 from pathlib import Path
@@ -18,6 +20,8 @@ from conftest import REPO, assert_one_line_error, python_m, run
 from PIL import Image
 from test_serve_browser import READ_PIXELS
 
+from infer.generator import BUNDLED, OnnxGenerator
+from infer.images import render_walk
 from infer.noise import latents
 
 SEEDS = [0, 1, 2**63 + 5, 2**64 - 1]
@@ -133,6 +137,11 @@ def test_bundled_site_draws_infers_digits(browser, bundled_site, tmp_path):
         page.get_by_label("Step", exact=True).fill("15")
         assert page.locator("#walk-frame").get_attribute("src") != first
         assert page.locator("#walk-step-label").inner_text() == "16 / 16"
+        frames = render_walk(OnnxGenerator.load(BUNDLED["int8"], "cpu"), 1, 16, 0, to_seed=2, scale=4)
+        for step in (0, 7, 15):  # the frames of `mnist-gen interpolate --seed 1` (walking to seed 2's first digit)
+            page.get_by_label("Step", exact=True).fill(str(step))
+            png = base64.b64decode(page.locator("#walk-frame").get_attribute("src").split(",", 1)[1])
+            assert_same_pixels(np.asarray(Image.open(io.BytesIO(png)).convert("RGBA")), frames[step])
 
         # Bad input is refused in the page, in the server's words.
         for label, value, message in [
@@ -182,6 +191,8 @@ def test_fresh_models_sites(browser, kind, cond_onnx, rgb_onnx, uncond_onnx, tmp
         draw(page, 12, 2**63 + 5, 3, digit)
         options = ["--n", "12", "--seed", str(2**63 + 5), "--scale", "3"] + (["--digit", digit] if digit else [])
         assert_same_pixels(shown_grid(page), infer_grid(tmp_path, model, *options))
+        page.screenshot(path=tmp_path / f"site-{kind}.png", full_page=True)
+        print(f"screenshot: {tmp_path / f'site-{kind}.png'}")
 
 
 def test_site_refuses_bad_out_and_models(tmp_path):
@@ -204,6 +215,9 @@ def test_site_refuses_bad_out_and_models(tmp_path):
     result = python_m("infer", "site", "--out", str(tmp_path / "site"), "--model", str(classifier))
     assert_one_line_error(result)
     assert result.returncode == 2 and "not an mnist-gen generator" in result.stderr
+    result = python_m("infer", "site", "--out", str(tmp_path / "site"), "--onnxruntime-web", str(a_file))
+    assert_one_line_error(result)
+    assert result.returncode == 2 and "hash differs" in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "taken"]  # no site, no temporary folder
 
 
