@@ -388,8 +388,9 @@ def site(
     out: Annotated[Path, typer.Option("--out", help="folder to create (new, or empty) for the static site")],
     model: Annotated[
         Path | None,
-        typer.Option("--model", help="ONNX generator, or fp32 / int8: the bundled one of that precision (default: "
-                     "./artifacts/generator.onnx, else the bundled int8: a quarter of the download, and faster)"),
+        typer.Option("--model", help="ONNX generator, or fp32 / int8: the bundled one of that precision "
+                     "(default: ./artifacts/generator.onnx, else the bundled int8: a quarter of fp32's size, faster "
+                     "in a browser)"),
     ] = None,
     onnxruntime_web: Annotated[
         Path | None, typer.Option("--onnxruntime-web", help="onnxruntime-web's npm tarball, for machines without "
@@ -398,8 +399,9 @@ def site(
 ) -> None:
     """A static folder with the page of `mnist-gen serve`, where the visitor's browser draws the digits.
 
-    Any static file server shows it, with no mnist-gen process: onnxruntime-web (WebAssembly) runs the model
-    in the page. Example: mnist-gen site --out site/ && python -m http.server -d site/ -b 127.0.0.1
+    Any static file server shows it, with no mnist-gen process: onnxruntime-web (WebAssembly) runs the model.
+
+    Example: mnist-gen site --out site/ && python -m http.server -d site/ -b 127.0.0.1
     """
     try:
         from .site import build_site
