@@ -91,7 +91,7 @@ const RENDER = (() => {
       const t = Math.fround(steps === 1 ? 0 : s / (steps - 1));
       for (let i = 0; i < a.length; i++) {
         z[s * a.length + i] = omega < 1e-6 ? (1 - t) * a[i] + t * b[i]
-          : (Math.sin((1 - t) * omega) * a[i] + Math.sin(t * omega) * b[i]) / Math.sin(omega);
+          : (Math.sin(Math.fround(1 - t) * omega) * a[i] + Math.sin(t * omega) * b[i]) / Math.sin(omega);
       }
     }
     return z;
