@@ -6,12 +6,8 @@ The first build downloads onnxruntime-web's tarball from the npm registry (33 MB
 """
 
 import base64
-import contextlib
-import functools
-import http.server
 import io
 import sys
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -20,40 +16,14 @@ from conftest import REPO, assert_one_line_error, python_m, run
 from PIL import Image
 from test_serve_browser import READ_PIXELS
 
+sys.path.insert(0, str(REPO / "benchmarks"))
+from site_speed import static_server  # noqa: E402 - Python's static file server, as the benchmark runs it
+
 from infer.generator import BUNDLED, OnnxGenerator
 from infer.images import render_walk
 from infer.noise import latents
 
 SEEDS = [0, 1, 2**63 + 5, 2**64 - 1]
-
-
-class StaticFiles(http.server.SimpleHTTPRequestHandler):
-    """Python's own static file server; `isolated` adds the two headers that give a page threads."""
-
-    isolated = False
-
-    def end_headers(self):
-        if self.isolated:
-            self.send_header("Cross-Origin-Opener-Policy", "same-origin")
-            self.send_header("Cross-Origin-Embedder-Policy", "require-corp")
-        super().end_headers()
-
-    def log_message(self, *args):
-        pass
-
-
-@contextlib.contextmanager
-def static_server(folder: Path, isolated: bool = False):
-    """Serve `folder` on a free loopback port; yield its URL."""
-    handler = type("Handler", (StaticFiles,), {"isolated": isolated})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=str(folder)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def build(out: Path, model: str | Path | None = None) -> Path:
@@ -112,7 +82,7 @@ def test_bundled_site_draws_infers_digits(browser, bundled_site, tmp_path):
     """The default site (bundled int8 model): same grid as infer, download, walk, bad input, one thread."""
     site_json = (bundled_site / "site.json").read_text()
     assert "generator.int8.onnx" in site_json and (bundled_site / "ort" / "ort-wasm-simd-threaded.wasm").is_file()
-    with static_server(bundled_site) as url:
+    with static_server(bundled_site) as (url, _):
         page = open_site(browser, url)
         requests = []
         page.on("request", lambda request: requests.append(request.url))
@@ -165,7 +135,7 @@ def test_bundled_site_draws_infers_digits(browser, bundled_site, tmp_path):
 
 def test_js_noise_is_numpys(browser, bundled_site):
     """noise.js draws infer/noise.py's z, bit for bit, over the whole seed range."""
-    with static_server(bundled_site) as url:
+    with static_server(bundled_site) as (url, _):
         page = browser.new_page()
         page.goto(url)
         for seed in SEEDS:
@@ -179,7 +149,7 @@ def test_fresh_models_sites(browser, kind, cond_onnx, rgb_onnx, uncond_onnx, tmp
     """Sites of freshly trained-and-exported tiny models, grey, colour with class names, and unconditional."""
     model = {"grey": cond_onnx, "colour": rgb_onnx, "unconditional": uncond_onnx}[kind]
     site = build(tmp_path / "site", model)
-    with static_server(site, isolated=kind == "grey") as url:
+    with static_server(site, isolated=kind == "grey") as (url, _):
         page = open_site(browser, url + ("?threads=2" if kind == "grey" else ""))
         if kind == "grey":  # cross-origin isolated: threads, and the same pixels
             assert page.get_by_text("2 threads (cross-origin isolated)").is_visible()

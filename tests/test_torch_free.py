@@ -65,8 +65,8 @@ def test_cli_runs_without_torch(runtime_env, cond_onnx, int8_onnx, tmp_path):
 
 
 def test_infer_modules_import_nothing_of_torch_or_training(runtime_env):
-    code = ("import sys, infer.cli, infer.generator, infer.files, infer.latent, infer.images, infer.score, infer.noise, "
-            "infer.site; "
+    code = ("import sys, infer.cli, infer.generator, infer.files, infer.latent, infer.images, infer.score, "
+            "infer.noise, infer.site; "
             "bad = sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'trainer', 'exporter'}); print(bad)")
     result = subprocess.run([str(runtime_env / "bin" / "python"), "-c", code], capture_output=True, text=True,
                             cwd=runtime_env)  # the installed package, not the repository's infer/
