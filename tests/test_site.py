@@ -130,6 +130,8 @@ def test_bundled_site_draws_infers_digits(browser, bundled_site, tmp_path):
 
         draw(page, 20, seed, 2)
         page.screenshot(path=tmp_path / "site.png", full_page=True)
+        page.goto((bundled_site / "index.html").as_uri())  # opened as a file, it says what to do instead
+        page.get_by_text("error: open this page through a web server").wait_for()
         print(f"screenshot: {tmp_path / 'site.png'}")
 
 

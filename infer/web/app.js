@@ -133,6 +133,9 @@ let backend = null;
 let info = null;
 
 async function loadCard() {
+  if (location.protocol === "file:") {  // browsers fetch neither site.json nor the model from a file:// page
+    throw new Error("open this page through a web server, e.g. python -m http.server -d FOLDER -b 127.0.0.1");
+  }
   const site = await fetch("site.json").then((r) => (r.ok ? r.json() : null)).catch(() => null);
   backend = site ? browser : server;
   info = await backend.load(site);
