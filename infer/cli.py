@@ -466,6 +466,36 @@ def _score(model, n, seed, as_json, batch_size, provider, scorer) -> None:
 
 
 @app.command()
+def site(
+    out: Annotated[Path, typer.Option("--out", help="folder to create (new, or empty) for the static site")],
+    model: Annotated[
+        Path | None,
+        typer.Option("--model", help="ONNX generator, or fp32 / int8: the bundled one of that precision "
+                     "(default: ./artifacts/generator.onnx, else the bundled int8: a quarter of fp32's size, faster "
+                     "in a browser)"),
+    ] = None,
+    onnxruntime_web: Annotated[
+        Path | None, typer.Option("--onnxruntime-web", help="onnxruntime-web's npm tarball, for machines without "
+                                  "the npm registry (default: downloaded once, hash-checked, cached)")
+    ] = None,
+) -> None:
+    """A static folder with the page of `mnist-gen serve`, where the visitor's browser draws the digits.
+
+    Any static file server shows it, with no mnist-gen process: onnxruntime-web (WebAssembly) runs the model.
+
+    Example: mnist-gen site --out site/ && python -m http.server -d site/ -b 127.0.0.1
+    """
+    try:
+        from .site import build_site
+
+        generator = build_site(out, model, onnxruntime_web)
+    except UserError as e:
+        raise fail(e) from None
+    print(f"wrote {out}/ (model {generator.path.name}); serve it with any static file server, e.g. "
+          f"python -m http.server -d {out} -b 127.0.0.1")
+
+
+@app.command()
 def serve(
     model: ModelOpt = None,
     host: Annotated[

@@ -21,6 +21,12 @@ from .noise import latents
 MAX_SIDE = 8192
 MAX_PIXELS = MAX_SIDE * MAX_SIDE
 PADDING = 2  # pixels between grid cells, before upscaling
+# One request's caps: the server enforces them and the static site's page checks them itself, so a request
+# costs at most about 256 images of work and an 8x-upscaled picture wherever it is drawn.
+MAX_IMAGES = 256
+MAX_SCALE = 8
+MAX_STEPS = 32
+REQUEST_LIMITS = {"n": MAX_IMAGES, "scale": MAX_SCALE, "steps": MAX_STEPS, "pixels": MAX_PIXELS}
 
 
 def random_seed() -> int:

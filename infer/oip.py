@@ -15,10 +15,11 @@ import numpy as np
 
 from . import __version__
 from .errors import BadValue
+from .images import MAX_IMAGES
 
 MODEL_NAME = "mnist_gen"  # the Triton repository's model folder (exporter/triton.py) and the v2 routes' name
 MODEL_VERSION = "1"
-MAX_BATCH = 256  # images per request: the server's cap on every route, and the Triton config's max_batch_size
+MAX_BATCH = MAX_IMAGES  # images per request: the server's cap on every route, and the Triton config's max_batch_size
 # cuDNN's convolution algorithm search on CUDA, for servers: a request may bring any batch size from 1 to
 # MAX_BATCH, and onnxruntime's default (EXHAUSTIVE) benchmarks every algorithm on the first request of each new
 # shape, so up to 256 requests would each pay a search. HEURISTIC picks from cuDNN's own ranking at once.

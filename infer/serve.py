@@ -30,15 +30,12 @@ from . import __version__, oip
 from .api import Generator, parse_digits
 from .errors import BadValue, UserError
 from .files import encode_gif, encode_png, upscale
-from .images import MAX_PIXELS, random_seed, render_grid, walk_strip
+from .images import MAX_IMAGES, MAX_SCALE, MAX_STEPS, REQUEST_LIMITS, random_seed, render_grid, walk_strip
 from .metrics import Metrics, Observe
 from .noise import MAX_SEED, MAX_START
 
 WEB = Path(__file__).parent / "web"
-# Per-request caps: a request costs at most about 256 images of work and a 8x-upscaled picture.
-MAX_N = oip.MAX_BATCH
-MAX_SCALE = 8
-MAX_STEPS = 32
+MAX_N = MAX_IMAGES  # per-request caps: infer/images.py
 MAX_BODY = 8 * 2**20  # bytes of a v2 infer request: 256 z vectors as JSON text take about 2.5 MB
 CONV_SEARCH = oip.SERVER_CONV_SEARCH
 SHUTDOWN_GRACE = 10  # seconds in-flight requests get after SIGTERM: a 256-image render takes well under one
@@ -193,8 +190,7 @@ def add_page_routes(app: FastAPI, generator: Generator, metrics: Metrics) -> Non
             "class_names": generator.class_names,
             "channels": generator.channels,
             "metadata": generator.metadata,
-            "limits": {"n": MAX_N, "scale": MAX_SCALE, "steps": MAX_STEPS, "pixels": MAX_PIXELS, "seed": MAX_SEED,
-                       "start": MAX_START},
+            "limits": {**REQUEST_LIMITS, "seed": MAX_SEED, "start": MAX_START},
         }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,6 +15,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 # Small widths keep every export and run fast; the architecture is the shipped one.
 TINY = {"g_width": 8, "d_width": 8}
@@ -159,3 +162,20 @@ def int8_onnx(cond_onnx, tmp_path_factory) -> Path:
     from exporter.quantize import quantize
 
     return quantize(cond_onnx, tmp_path_factory.mktemp("int8") / "g8.onnx", calibration=64, check=False).path
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's chromium driven by Playwright, one per test module (`playwright install` cannot work here)."""
+    if not Path(CHROMIUM).exists():
+        message = "no chromium: apt-get install chromium (.ci/run installs it)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                             args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        yield browser
+        browser.close()

@@ -9,6 +9,7 @@ from conftest import assert_one_line_error, python_m
 from PIL import Image
 
 from infer.files import make_grid, to_uint8
+from infer.noise import latents
 
 
 def mnist_gen(*args, cwd=None):
@@ -32,7 +33,7 @@ def test_grid_matches_the_model_and_cycles_digits(cond_onnx, tmp_path):
     result = mnist_gen("infer", "--model", str(cond_onnx), "--n", "20", "--seed", "7", "--out", str(out))
     assert result.returncode == 0, result.stderr
     assert "provider: CPUExecutionProvider" in result.stderr and "model:" in result.stderr
-    z = np.random.default_rng(7).standard_normal((20, 100), dtype=np.float32)
+    z = latents(7, 0, 20, 100)  # the noise of images 0..19 of seed 7
     session = ort.InferenceSession(str(cond_onnx), providers=["CPUExecutionProvider"])
     expected = session.run(None, {"z": z, "labels": np.arange(20, dtype=np.int64) % 10})[0]
     assert np.array_equal(np.asarray(Image.open(out)), make_grid(to_uint8(expected), 10))
@@ -56,7 +57,7 @@ def test_single_digit_draws_that_digit(cond_onnx, tmp_path):
     out = tmp_path / "sevens.png"
     assert mnist_gen("infer", "--model", str(cond_onnx), "--n", "4", "--digit", "7", "--seed", "0",
                      "--nrow", "4", "--out", str(out)).returncode == 0
-    z = np.random.default_rng(0).standard_normal((4, 100), dtype=np.float32)
+    z = latents(0, 0, 4, 100)
     session = ort.InferenceSession(str(cond_onnx), providers=["CPUExecutionProvider"])
     sevens = session.run(None, {"z": z, "labels": np.full(4, 7, np.int64)})[0]
     assert np.array_equal(np.asarray(Image.open(out)), make_grid(to_uint8(sevens), 4))

@@ -137,8 +137,8 @@ def test_info_health_schema_and_page(client):
     assert {"/api/generate", "/api/interpolate", "/api/info", "/healthz"} <= set(paths)
     page = client.get("/")
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
-    for asset in ("/static/app.js", "/static/style.css"):
-        assert asset in page.text
+    for asset in ("/static/app.js", "/static/noise.js", "/static/render.js", "/static/style.css"):
+        assert f'"{asset[1:]}"' in page.text  # relative, so the same page works below a path (mnist-gen site)
         text = client.get(asset).text
         assert "http://" not in text and "https://" not in text  # nothing from a CDN: works offline
     assert "https://" not in page.text

@@ -5,17 +5,12 @@
 """
 
 import io
-import os
-import shutil
 import sys
-from pathlib import Path
 
 import numpy as np
-import pytest
 from conftest import http_get, served
 from PIL import Image
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # Draw the displayed <img> onto a canvas and read its pixels back: what the user really sees, decoded.
 READ_PIXELS = """img => {
   const canvas = document.createElement("canvas");
@@ -24,21 +19,6 @@ READ_PIXELS = """img => {
   context.drawImage(img, 0, 0);
   return Array.from(context.getImageData(0, 0, canvas.width, canvas.height).data);
 }"""
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        message = "no chromium: apt-get install chromium (.ci/run installs it)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
-        yield browser
-        browser.close()
 
 
 def test_page_generates_the_api_grid(browser, cond_onnx, tmp_path):

@@ -67,11 +67,22 @@ def test_cli_runs_without_torch(runtime_env, cond_onnx, int8_onnx, tmp_path):
 
 def test_infer_modules_import_nothing_of_torch_or_training(runtime_env):
     code = ("import sys, mnist_gen, infer.cli, infer.generator, infer.files, infer.latent, infer.images, infer.score, "
-            "infer.api, infer.noise, infer.oip; "
+            "infer.api, infer.noise, infer.oip, infer.site; "
             "bad = sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'trainer', 'exporter'}); print(bad)")
     result = subprocess.run([str(runtime_env / "bin" / "python"), "-c", code], capture_output=True, text=True,
                             cwd=runtime_env)  # the installed package, not the repository's infer/
     assert result.returncode == 0 and result.stdout.strip() == "[]", result.stdout + result.stderr
+
+
+def test_site_builds_from_the_base_install(runtime_env, tmp_path):
+    """`mnist-gen site` needs nothing beyond the base install: the page's files ship in the wheel."""
+    out = tmp_path / "site"
+    result = subprocess.run([str(runtime_env / "bin" / "mnist-gen"), "site", "--out", str(out)], capture_output=True,
+                            text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    for name in ("index.html", "static/app.js", "static/noise.js", "static/render.js", "generator.int8.onnx",
+                 "site.json", "ort/ort-wasm-simd-threaded.wasm"):
+        assert (out / name).is_file(), name
 
 
 def test_base_install_leaves_training_data_out(runtime_env):
