@@ -63,7 +63,7 @@ def test_walk(generator):
     (lambda g: g.grid(64, scale=1000), ValueError, "over the cap"),
     (lambda g: g.walk(steps=1), ValueError, "steps must be an integer >= 2"),
     (lambda g: g.walk(to=3), ValueError, "to needs digit"),
-    (lambda g: g.generate(1, start=10**6 + 1), ValueError, "start must be an integer in 0..1000000"),
+    (lambda g: g.generate(1, start=2**63), ValueError, f"start must be an integer in 0..{2**63 - 1}"),
 ])
 def test_errors_are_standard_types_in_the_api_own_words(generator, call, kind, words):
     with pytest.raises(kind) as caught:
