@@ -86,7 +86,8 @@ def main() -> None:
     fp32 = check_fp32_generator(args.model)
     batches = (1, 64, 256)
     print(f"model {args.model}; onnxruntime {ort.__version__}; {args.n} images scored per model, seed 0; "
-          f"images/s: median of 3 interleaved rounds, {args.seconds:g} s per model and batch in all", flush=True)
+          f"images/s: median of 3 interleaved rounds, {args.seconds:g} s per model and batch in all"
+          + ("; --quick: 64 calibration latents for every row" if args.quick else ""), flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         paths, took = {"fp32": args.model}, {}
         for i, (name, change) in enumerate(variants.items()):
