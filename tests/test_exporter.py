@@ -169,8 +169,8 @@ def test_pytorch_examples_generator_exports_and_matches(tmp_path, nc):
     net = ExamplesGenerator(ngf=16, nc=nc).eval()
     torch.save(net.state_dict(), tmp_path / "netG_epoch_24.pth")
     # The grey one as users run it; the colour one in-process (the same main, no interpreter start).
-    result = (python_m if nc == 1 else lambda _, *a: in_process(exporter_main, *a))(
-        "exporter", str(tmp_path / "netG_epoch_24.pth"))
+    args = [str(tmp_path / "netG_epoch_24.pth")]
+    result = python_m("exporter", *args) if nc == 1 else in_process(exporter_main, *args)
     assert result.returncode == 0, result.stderr
     assert "parity vs PyTorch on CPUExecutionProvider" in result.stdout
     onnx_path = tmp_path / "generator.onnx"
