@@ -8,6 +8,7 @@ metrics.jsonl) and the wall time of each command, start-up included.
 
     python benchmarks/ddp_speed.py                          # 2 processes x 1 thread vs 1 x 2 (and 1 x 1), 8,192 images
     python benchmarks/ddp_speed.py --limit 60000 --epochs 2 # the full set
+    python benchmarks/ddp_speed.py --quick                  # checks the script runs: 512 images, narrow models
 """
 
 from __future__ import annotations
@@ -47,10 +48,16 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=8192)
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--log-every", type=int, default=8)
+    parser.add_argument("--quick", action="store_true",
+                        help="512 images, G and D 8 wide, a log point every 2 steps: checks the script runs "
+                             "(its figures are not the study's)")
     args = parser.parse_args()
     n = args.processes
+    if args.quick:
+        args.limit, args.epochs, args.log_every = 512, 1, 2
     common = ["--limit", str(args.limit), "--epochs", str(args.epochs), "--eval-every", "0",
-              "--log-every", str(args.log_every), "--sample-every", "1000", "--no-tensorboard"]
+              "--log-every", str(args.log_every), "--sample-every", "1000", "--no-tensorboard",
+              *(["--g-width", "8", "--d-width", "8"] if args.quick else [])]
     print(f"{args.limit} images x {args.epochs} epoch(s), global batch {args.batch_size}, "
           f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} before the runs")
     with tempfile.TemporaryDirectory() as tmp:

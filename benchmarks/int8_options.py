@@ -6,6 +6,7 @@ activations, MinMax on 1,024 latents); each row gives the file size, images/s at
 the quality gate's figures (FID, conditional accuracy on the same 10,000 latents).
 
     python benchmarks/int8_options.py [--model infer/assets/generator.onnx] [--seconds 1] [--n 10000]
+    python benchmarks/int8_options.py --quick   # checks the script runs (64 calibration latents, 500 images)
 """
 
 from __future__ import annotations
@@ -66,7 +67,15 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=REPO / "infer" / "assets" / "generator.onnx")
     parser.add_argument("--seconds", type=float, default=1.0, help="time per throughput point")
     parser.add_argument("--n", type=int, default=10_000, help="images scored per model")
+    parser.add_argument("--quick", action="store_true",
+                        help="a small run that checks the script works: each option once (no calibration "
+                             "sizes or seeds), 64 calibration latents, 500 images scored, 0.05 s per throughput "
+                             "point (its figures are not the study's)")
     args = parser.parse_args()
+    variants = VARIANTS
+    if args.quick:
+        args.n, args.seconds = 500, 0.05
+        variants = {name: change for name, change in VARIANTS.items() if not {"calibration", "seed"} & set(change)}
 
     import onnxruntime as ort
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -77,12 +86,13 @@ def main() -> None:
     fp32 = check_fp32_generator(args.model)
     batches = (1, 64, 256)
     print(f"model {args.model}; onnxruntime {ort.__version__}; {args.n} images scored per model, seed 0; "
-          f"images/s: median of 3 interleaved rounds, {args.seconds:g} s per model and batch in all", flush=True)
+          f"images/s: median of 3 interleaved rounds, {args.seconds:g} s per model and batch in all"
+          + ("; --quick: 64 calibration latents for every row" if args.quick else ""), flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         paths, took = {"fp32": args.model}, {}
-        for i, (name, change) in enumerate(VARIANTS.items()):
+        for i, (name, change) in enumerate(variants.items()):
             options = SHIPPED | change
-            calibration = options.pop("calibration")
+            calibration = min(options.pop("calibration"), 64) if args.quick else options.pop("calibration")
             paths[name] = Path(tmp) / f"variant{i}.onnx"
             started = time.perf_counter()
             paths[name].write_bytes(quantize_bytes(args.model, fp32, calibration, **options))

@@ -22,7 +22,7 @@ from pathlib import Path
 from . import __version__
 from .errors import UserError
 from .files import _UMASK, atomic_path
-from .generator import OnnxGenerator, resolve_model
+from .generator import OnnxGenerator, load_generator
 from .images import REQUEST_LIMITS
 
 WEB = Path(__file__).parent / "web"
@@ -121,7 +121,7 @@ def write_site(folder: Path, generator: OnnxGenerator, tarball: bytes) -> None:
 def build_site(out: Path, model: str | os.PathLike | None = None, runtime: Path | None = None) -> OnnxGenerator:
     """Write the static site into `out`, all or nothing: built in a hidden sibling folder, renamed at the end."""
     check_out(out)
-    generator = OnnxGenerator.load(resolve_model(model, "cpu"), "cpu")
+    generator = load_generator(model, "cpu")
     parent = out.absolute().parent
     try:
         parent.mkdir(parents=True, exist_ok=True)

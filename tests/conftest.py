@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import select
 import shutil
@@ -29,6 +30,20 @@ def run(*args: str, cwd: Path | None = None, timeout: float = 300, env: dict | N
 
 def python_m(module: str, *args: str, **kw):
     return run(sys.executable, "-m", module, *args, **kw)
+
+
+def in_process(main, *args: str) -> subprocess.CompletedProcess:
+    """Call a command's `main(argv)` here, as `python -m` would, without starting an interpreter per case.
+
+    For bad-input loops: each command keeps one case through the real `python -m`, the rest run here.
+    """
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(list(args))
+        except SystemExit as e:  # argparse's own errors
+            code = e.code if isinstance(e.code, int) else 1
+    return subprocess.CompletedProcess(["main", *args], code, out.getvalue(), err.getvalue())
 
 
 RUN_OUTPUTS = ["generator.pth", "discriminator.pth", "checkpoints/last.pt", "checkpoints/epoch_001.pt",

@@ -6,12 +6,16 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from conftest import assert_one_line_error, python_m, write_cifar
+from conftest import assert_one_line_error, in_process, python_m, write_cifar
 from PIL import Image
 
+from trainer.cli import main as trainer_main
+
 COLOURS = {"blue": (40, 60, 220), "green": (40, 200, 60), "red": (220, 40, 40)}
+# Narrow models on the CPU: the width changes nothing these tests look at (files, resume, names).
+NARROW = ["--device", "cpu", "--g-width", "8", "--d-width", "8"]
 QUICK = ["--dataset", "folder", "--image-size", "32", "--batch-size", "32", "--log-every", "2", "--eval-every", "0",
-         "--precision", "fp32"]
+         "--precision", "fp32", *NARROW]
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +45,7 @@ def test_colour_folder_trains_resumes_exactly_and_exports_with_class_names(shape
     result = python_m("trainer", *common, "--epochs", "2", "--out", str(straight))
     assert result.returncode == 0, result.stderr
     assert python_m("trainer", *common, "--epochs", "1", "--out", str(split)).returncode == 0
-    assert python_m("trainer", "--resume", "--epochs", "2", "--out", str(split)).returncode == 0
+    assert python_m("trainer", "--resume", "--epochs", "2", "--device", "cpu", "--out", str(split)).returncode == 0
     a, b = _weights(straight / "checkpoints/last.pt"), _weights(split / "checkpoints/last.pt")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
@@ -61,11 +65,12 @@ def test_colour_folder_trains_resumes_exactly_and_exports_with_class_names(shape
     for option in (["--class", "red"], ["--digit", "2"]):
         out = tmp_path / f"{option[0][2:]}.png"
         drawn = python_m("infer", "infer", "--model", str(straight / "generator.onnx"), *option, "--n", "4",
-                         "--seed", "1", "--out", str(out))
+                         "--seed", "1", "--provider", "cpu", "--out", str(out))
         assert drawn.returncode == 0, drawn.stderr
         grids[option[0]] = out.read_bytes()
     assert grids["--class"] == grids["--digit"]
-    unknown = python_m("infer", "infer", "--model", str(straight / "generator.onnx"), "--class", "purple")
+    unknown = python_m("infer", "infer", "--model", str(straight / "generator.onnx"), "--class", "purple",
+                       "--provider", "cpu")
     assert_one_line_error(unknown)
     assert "blue, green, red" in unknown.stderr
 
@@ -73,23 +78,22 @@ def test_colour_folder_trains_resumes_exactly_and_exports_with_class_names(shape
 def test_cifar10_binary_trains(tmp_path):
     write_cifar(tmp_path / "cifar-10-batches-bin")
     result = python_m("trainer", "--dataset", "cifar10", "--data-dir", str(tmp_path), "--batch-size", "50",
-                      "--epochs", "1", "--eval-every", "0", "--out", str(tmp_path / "run"))
+                      "--epochs", "1", "--eval-every", "0", *NARROW, "--out", str(tmp_path / "run"))
     assert result.returncode == 0, result.stderr
     config = torch.load(tmp_path / "run" / "generator.pth", weights_only=True)["config"]
     assert config["image_size"] == 32 and config["channels"] == 3 and config["class_names"][0] == "airplane"
 
 
-@pytest.mark.parametrize("case, message", [
-    ("empty", "no PNG or JPEG images"),
-    ("unknown", "--dataset must be one of"),
-    ("no-dir", "--dataset fashion-mnist needs --data-dir"),
-    ("channels", "--channels"),
-])
-def test_bad_data_is_one_line(tmp_path, case, message):
+def test_bad_data_is_one_line(tmp_path):
     (tmp_path / "empty").mkdir()
-    args = {"empty": ["--dataset", "folder", "--data-dir", str(tmp_path / "empty")],
-            "unknown": ["--dataset", "imagenet"], "no-dir": ["--dataset", "fashion-mnist"],
-            "channels": ["--channels", "2"]}[case]
-    result = python_m("trainer", *args, "--epochs", "1", "--out", str(tmp_path / "out"))
-    assert_one_line_error(result)
-    assert result.returncode == 2 and message in result.stderr, result.stderr
+    cases = [
+        (["--dataset", "folder", "--data-dir", str(tmp_path / "empty")], "no PNG or JPEG images"),
+        (["--dataset", "imagenet"], "--dataset must be one of"),
+        (["--dataset", "fashion-mnist"], "--dataset fashion-mnist needs --data-dir"),
+        (["--channels", "2"], "--channels"),
+    ]
+    for i, (args, message) in enumerate(cases):  # the first through `python -m trainer`, the rest in-process
+        args = [*args, "--epochs", "1", "--device", "cpu", "--out", str(tmp_path / "out")]
+        result = python_m("trainer", *args) if i == 0 else in_process(trainer_main, *args)
+        assert_one_line_error(result)
+        assert result.returncode == 2 and message in result.stderr, (args, result.stderr)

@@ -2,6 +2,8 @@
 
 import json
 import math
+import os
+import random
 import re
 import signal
 import socket
@@ -17,14 +19,58 @@ from conftest import ENV, REPO, assert_run_outputs, run
 from trainer.distributed import Distributed
 
 TORCHRUN = str(Path(sys.executable).parent / "torchrun")
-TINY_RUN = ["--limit", "256", "--batch-size", "32", "--eval-every", "0", "--log-every", "2"]
+# gloo on CPU, as on a CUDA host too; narrow models, since the width changes nothing the ranks agree on.
+NARROW = ["--device", "cpu", "--g-width", "8", "--d-width", "8"]
+TINY_RUN = ["--limit", "256", "--batch-size", "32", "--eval-every", "0", "--log-every", "2", *NARROW]
+# Long enough that a signal sent after step 2 lands mid-epoch: 937 steps of 2 x 32 images.
+LONG_RUN = ["--batch-size", "32", "--eval-every", "0", "--log-every", "2", "--epochs", "1", *NARROW]
 TIMEOUT = 240
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free loopback port below the kernel's ephemeral range.
+
+    Between this check and torchrun's bind, nothing else can be handed this port by the system (port 0 and
+    outgoing connections draw from the ephemeral range only), so no other process takes it meanwhile.
+    """
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(max(1024, low - 12000), low)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port below the ephemeral range")
+
+
+def wait_for_steps(metrics: Path, *procs: subprocess.Popen, lines: int = 2) -> None:
+    """Until rank 0 has logged `lines` metrics records; fails (and stops the job) if that never happens."""
+    deadline = time.time() + TIMEOUT
+    while not (metrics.exists() and metrics.read_text().count("\n") >= lines):
+        if time.time() > deadline or any(proc.poll() is not None for proc in procs):
+            for proc in procs:
+                proc.kill()
+            pytest.fail(f"no {lines} metrics records before the deadline or the job's end")
+        time.sleep(0.05)
+
+
+def trainer_worker(torchrun_pid: int, timeout: float = 30) -> int:
+    """The pid of the trainer process torchrun `torchrun_pid` started (a child of it), waiting until it shows."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+                cmdline = (stat.parent / "cmdline").read_bytes().split(b"\0")
+            except (OSError, IndexError, ValueError):
+                continue  # gone meanwhile
+            if ppid == torchrun_pid and b"trainer" in cmdline:
+                return int(stat.parent.name)
+        time.sleep(0.05)
+    pytest.fail(f"torchrun {torchrun_pid} has no trainer worker after {timeout} s")
 
 
 def torchrun(*args: str, nproc: int = 2, **kw):
@@ -160,7 +206,7 @@ def test_resume_of_a_two_process_run_is_exact(two_process_run, tmp_path):
     resumed = tmp_path / "resumed"
     (resumed / "checkpoints").mkdir(parents=True)
     (resumed / "checkpoints/last.pt").write_bytes((out / "checkpoints/last.pt").read_bytes())
-    result = torchrun("--resume", "--epochs", "2", "--out", str(resumed))
+    result = torchrun("--resume", "--epochs", "2", "--device", "cpu", "--out", str(resumed))
     assert result.returncode == 0, result.stderr
     straight = tmp_path / "straight"
     assert torchrun(*TINY_RUN, "--epochs", "2", "--precision", "fp32", "--out", str(straight)).returncode == 0
@@ -168,7 +214,7 @@ def test_resume_of_a_two_process_run_is_exact(two_process_run, tmp_path):
     assert [k for k in a if not torch.equal(a[k], b[k])] == []
 
     # Another world size would give each rank other data and noise: refused in one line.
-    single = run(sys.executable, "-m", "trainer", "--resume", "--epochs", "3", "--out", str(resumed))
+    single = run(sys.executable, "-m", "trainer", "--resume", "--epochs", "3", "--device", "cpu", "--out", str(resumed))
     assert single.returncode == 2
     assert our_lines(single.stderr, "error:") == [single.stderr.strip()]
     assert "written by 2 process(es), this run has 1" in single.stderr
@@ -176,13 +222,9 @@ def test_resume_of_a_two_process_run_is_exact(two_process_run, tmp_path):
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_ctrl_c_stops_every_rank_and_rank_0_saves(sig, tmp_path):
-    args = ["--limit", "2048", "--batch-size", "32", "--eval-every", "0", "--log-every", "2", "--epochs", "1"]
-    command = [TORCHRUN, "--standalone", "--nproc_per_node", "2", "-m", "trainer", *args, "--out", str(tmp_path)]
+    command = [TORCHRUN, "--standalone", "--nproc_per_node", "2", "-m", "trainer", *LONG_RUN, "--out", str(tmp_path)]
     proc = subprocess.Popen(command, cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    metrics = tmp_path / "metrics.jsonl"
-    deadline = time.time() + TIMEOUT
-    while not (metrics.exists() and metrics.read_text().count("\n") >= 2) and time.time() < deadline:
-        time.sleep(0.05)
+    wait_for_steps(tmp_path / "metrics.jsonl", proc)
     proc.send_signal(sig)
     _, stderr = proc.communicate(timeout=TIMEOUT)
     # torchrun forwards the signal to every rank and then exits non-zero itself (its SignalException);
@@ -192,7 +234,7 @@ def test_ctrl_c_stops_every_rank_and_rank_0_saves(sig, tmp_path):
     interrupted = our_lines(stderr, f"interrupted: {sig.name}: saved")
     assert len(interrupted) == 1 and "--resume" in interrupted[0], stderr
     checkpoint = torch.load(tmp_path / "checkpoints/last.pt", weights_only=True)
-    assert 0 < checkpoint["global_step"] < 32 and len(checkpoint["rng"]["noise_ranks"]) == 2
+    assert 0 < checkpoint["global_step"] < 937 and len(checkpoint["rng"]["noise_ranks"]) == 2
     assert not (tmp_path / "generator.pth").exists() and not list(tmp_path.rglob("*.tmp"))
 
 
@@ -240,20 +282,14 @@ def test_a_bad_option_is_reported_once(args, message, tmp_path):
 
 def test_a_rank_that_dies_mid_run_fails_the_job_cleanly(tmp_path):
     """The kernel's OOM killer, a lost machine: rank 1 is SIGKILLed; rank 0 stops with one line, no traceback."""
-    args = ["--limit", "2048", "--batch-size", "32", "--eval-every", "0", "--log-every", "2", "--epochs", "1",
-            "--out", str(tmp_path)]
+    args = [*LONG_RUN, "--out", str(tmp_path)]
     endpoint = f"127.0.0.1:{free_port()}"
     procs = [subprocess.Popen([TORCHRUN, "--nnodes", "2", "--nproc_per_node", "1", "--rdzv-backend", "c10d",
                                "--rdzv-endpoint", endpoint, "--rdzv-id", "test", "-m", "trainer", *args],
                               cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for _ in range(2)]
-    metrics = tmp_path / "metrics.jsonl"
-    deadline = time.time() + TIMEOUT
-    while not (metrics.exists() and metrics.read_text().count("\n") >= 2) and time.time() < deadline:
-        time.sleep(0.05)
-    victim = subprocess.run(["pgrep", "-P", str(procs[1].pid)], capture_output=True, text=True).stdout.split()
-    assert victim, "node 1's rank is not running"
-    subprocess.run(["kill", "-KILL", victim[0]], check=True)
+    wait_for_steps(tmp_path / "metrics.jsonl", *procs)
+    os.kill(trainer_worker(procs[1].pid), signal.SIGKILL)
     stderr = "".join(proc.communicate(timeout=TIMEOUT)[1] for proc in procs)
     assert all(proc.returncode != 0 for proc in procs)
     assert_no_trainer_traceback(stderr)

@@ -23,3 +23,17 @@ def test_exactly_one_onnxruntime_build_per_platform(platform):
               if r.name.startswith("onnxruntime") and r.marker.evaluate(environment)]
     assert chosen == [PLATFORMS[platform]]
     assert not any("torch" in d for d in project["dependencies"])  # the base install stays torch-free
+
+
+def test_the_readmes_cpu_only_recipe_installs_what_the_base_install_needs():
+    """README's `pip install --no-deps . && pip install ...` must name every base dependency, with the CPU
+    onnxruntime for the GPU one, or a user following it gets an import error."""
+    import re
+
+    readme = (REPO / "README.md").read_text()
+    match = re.search(r"`pip install --no-deps \. && pip install ([^`]+)`", readme)
+    assert match, "README's CPU-only install recipe not found"
+    recipe = {Requirement(name).name for name in match.group(1).split()}
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    needed = {Requirement(d).name.replace("onnxruntime-gpu", "onnxruntime") for d in project["dependencies"]}
+    assert recipe == {name.lower() for name in needed}

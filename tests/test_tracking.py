@@ -6,7 +6,8 @@ import math
 import pytest
 from conftest import ENV, python_m
 
-QUICK = ["--limit", "256", "--batch-size", "64", "--log-every", "2", "--epochs", "1"]
+QUICK = ["--limit", "256", "--batch-size", "64", "--log-every", "2", "--epochs", "1", "--device", "cpu",
+         "--g-width", "8", "--d-width", "8"]  # narrow: the width changes nothing that is logged
 
 
 def wandb_env(tmp_path, **extra) -> dict:

@@ -3,9 +3,11 @@
 import onnx
 import onnxruntime as ort
 import pytest
-from conftest import assert_one_line_error, python_m
+from conftest import assert_one_line_error, in_process, python_m
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
+
+from exporter.cli import main as exporter_main
 
 ONNX_TO_TRITON = {"tensor(float)": "TYPE_FP32", "tensor(int64)": "TYPE_INT64"}
 
@@ -14,8 +16,9 @@ ONNX_TO_TRITON = {"tensor(float)": "TYPE_FP32", "tensor(int64)": "TYPE_INT64"}
 def test_triton_repository_matches_the_onnx_file(models, tmp_path, conditional):
     pth, _, _ = models[28, conditional]
     repo = tmp_path / "models"
-    result = python_m("exporter", str(pth), "--out", str(tmp_path / "g.onnx"), "--triton-repo", str(repo),
-                      "--triton-max-batch-size", "64")
+    args = [str(pth), "--out", str(tmp_path / "g.onnx"), "--triton-repo", str(repo), "--triton-max-batch-size", "64"]
+    # The conditional one as users run it; the other in-process (the same main, no interpreter start).
+    result = python_m("exporter", *args) if conditional else in_process(exporter_main, *args)
     assert result.returncode == 0, result.stderr
     folder = repo / "mnist_gen"
     assert (folder / "1" / "model.onnx").read_bytes() == (tmp_path / "g.onnx").read_bytes()
@@ -44,7 +47,7 @@ def test_triton_repository_matches_the_onnx_file(models, tmp_path, conditional):
 
 
 def test_bad_triton_batch_size_writes_nothing(models, tmp_path):
-    result = python_m("exporter", str(models[28, True][0]), "--out", str(tmp_path / "g.onnx"),
-                      "--triton-repo", str(tmp_path / "models"), "--triton-max-batch-size", "0")
+    result = in_process(exporter_main, str(models[28, True][0]), "--out", str(tmp_path / "g.onnx"),
+                        "--triton-repo", str(tmp_path / "models"), "--triton-max-batch-size", "0")
     assert_one_line_error(result)
     assert not list(tmp_path.iterdir())
