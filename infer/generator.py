@@ -242,6 +242,15 @@ class OnnxGenerator:
         return self.session.run(["images"], feeds)[0]
 
 
+def model_card(model: OnnxGenerator) -> dict:
+    """What the page shows of a model (/api/info and a static site's site.json): its file, shapes, classes, metadata."""
+    from . import __version__
+
+    return {"version": __version__, "model": model.path.name, "latent_dim": model.latent_dim,
+            "image_size": model.image_size, "num_classes": model.num_classes, "class_names": model.class_names,
+            "channels": model.channels, "metadata": model.metadata}
+
+
 def generate_batches(generate, latent_dim: int, n: int, seed: int, labels: np.ndarray | None, batch_size: int,
                      start: int = 0):
     """Yield (index, images) for images start .. start+n-1 of `seed`, batch by batch, so memory stays bounded.

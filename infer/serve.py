@@ -30,6 +30,7 @@ from . import __version__, oip
 from .api import Generator, parse_digits
 from .errors import BadValue, UserError
 from .files import encode_gif, encode_png, upscale
+from .generator import model_card
 from .images import MAX_IMAGES, MAX_SCALE, MAX_STEPS, REQUEST_LIMITS, random_seed, render_grid, walk_strip
 from .metrics import Metrics, Observe
 from .noise import MAX_SEED, MAX_START
@@ -101,6 +102,15 @@ def reproduce(seed: int, index: int, label: int | None) -> dict:
     cli_digit = "" if label is None else f" --digit {label}"
     return {"api": f"/api/generate?seed={seed}&start={index}&n=1{digit}",
             "cli": f"mnist-gen infer --seed {seed} --start {index} --n 1{cli_digit}"}
+
+
+def each_image(generator: Generator, grid, seed: int) -> list[dict]:
+    """format=json: each image of the grid as base64 PNG with its digit and what draws it alone."""
+    labels = [None] * grid.n if grid.labels is None else grid.labels.tolist()
+    pngs = [encode_png(upscale(image, grid.scale)) for _, batch in
+            generator.batches(grid.n, None if grid.labels is None else labels, seed, grid.start) for image in batch]
+    return [{"index": grid.start + i, "digit": labels[i], "seed": seed, "png": b64(png),
+             "reproduce": reproduce(seed, grid.start + i, labels[i])} for i, png in enumerate(pngs)]
 
 
 def create_app(generator: Generator, running: int = RUNNING, waiting: int = WAITING) -> FastAPI:
@@ -179,19 +189,8 @@ def add_page_routes(app: FastAPI, generator: Generator, metrics: Metrics) -> Non
     @app.get("/api/info")
     async def info():
         """The model card: metadata, the provider that really runs, the version and the request caps."""
-        return {
-            "version": __version__,
-            "model": generator.path.name,
-            "provider": generator.provider,
-            "provider_note": generator.model.note,
-            "latent_dim": generator.latent_dim,
-            "image_size": generator.image_size,
-            "num_classes": generator.num_classes,
-            "class_names": generator.class_names,
-            "channels": generator.channels,
-            "metadata": generator.metadata,
-            "limits": {**REQUEST_LIMITS, "seed": MAX_SEED, "start": MAX_START},
-        }
+        return {**model_card(generator.model), "provider": generator.provider, "provider_note": generator.model.note,
+                "limits": {**REQUEST_LIMITS, "seed": MAX_SEED, "start": MAX_START}}
 
 
 def add_generate_routes(app: FastAPI, generator: Generator, off_loop) -> None:
@@ -220,17 +219,8 @@ def add_generate_routes(app: FastAPI, generator: Generator, off_loop) -> None:
             png = await off_loop(lambda: encode_png(render_grid(generator.model, grid, seed)))
             return Response(png, media_type="image/png", headers={"X-Seed": str(seed)})
 
-        def each_image():
-            return [encode_png(upscale(image, scale)) for _, batch in
-                    generator.batches(n, grid.labels.tolist() if grid.labels is not None else None, seed, start)
-                    for image in batch]
-
-        images = await off_loop(each_image)
-        labels = [None] * n if grid.labels is None else grid.labels.tolist()
-        return JSONResponse({"seed": seed, "start": start, "n": n, "images": [
-            {"index": start + i, "digit": labels[i], "seed": seed, "png": b64(png),
-             "reproduce": reproduce(seed, start + i, labels[i])} for i, png in enumerate(images)]},
-            headers={"X-Seed": str(seed)})
+        images = await off_loop(each_image, generator, grid, seed)
+        return JSONResponse({"seed": seed, "start": start, "n": n, "images": images}, headers={"X-Seed": str(seed)})
 
     @app.get("/api/interpolate", responses={200: {"content": {"image/png": {}, "image/gif": {}}}})
     async def interpolate(

@@ -19,10 +19,9 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
-from . import __version__
 from .errors import UserError
 from .files import _UMASK, atomic_path
-from .generator import OnnxGenerator, load_generator
+from .generator import OnnxGenerator, load_generator, model_card
 from .images import REQUEST_LIMITS
 
 WEB = Path(__file__).parent / "web"
@@ -85,17 +84,10 @@ def extract_runtime(tarball: bytes, folder: Path) -> None:
 def site_info(generator: OnnxGenerator) -> dict:
     """What the page reads at start-up: /api/info's answer, plus where the model and runtime are."""
     return {
-        "version": __version__,
-        "model": generator.path.name,
+        **model_card(generator),
         "model_file": generator.path.name,
         "provider": "onnxruntime-web",
         "provider_note": "",
-        "latent_dim": generator.latent_dim,
-        "image_size": generator.image_size,
-        "num_classes": generator.num_classes,
-        "class_names": generator.class_names,
-        "channels": generator.channels,
-        "metadata": generator.metadata,
         "limits": REQUEST_LIMITS,
         "runtime": {"name": "onnxruntime-web", "version": ORT_WEB_VERSION, "folder": "ort/",
                     "script": "ort/ort.wasm.min.js"},
