@@ -194,3 +194,15 @@ def browser():
                                              args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
         yield browser
         browser.close()
+
+
+def walk_from_seed_1_to_2(page) -> None:
+    """The page's latent walk from seed 1 to seed 2: 16 frames arrive and the slider moves through them."""
+    page.get_by_label("From seed").fill("1")
+    page.get_by_label("To seed").fill("2")
+    page.get_by_role("button", name="Walk").click()
+    page.get_by_text("16 steps from seed 1 to seed 2").wait_for()
+    first = page.locator("#walk-frame").get_attribute("src")
+    page.get_by_label("Step", exact=True).fill("15")
+    assert page.locator("#walk-frame").get_attribute("src") != first
+    assert page.locator("#walk-step-label").inner_text() == "16 / 16"

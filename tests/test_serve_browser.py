@@ -8,7 +8,7 @@ import io
 import sys
 
 import numpy as np
-from conftest import http_get, served
+from conftest import http_get, served, walk_from_seed_1_to_2
 from PIL import Image
 
 # Draw the displayed <img> onto a canvas and read its pixels back: what the user really sees, decoded.
@@ -45,14 +45,7 @@ def test_page_generates_the_api_grid(browser, cond_onnx, tmp_path):
         assert page.locator("#download").get_attribute("download") == "mnist-gen_seed5.png"
 
         # The latent walk: frames arrive and the slider moves through them.
-        page.get_by_label("From seed").fill("1")
-        page.get_by_label("To seed").fill("2")
-        page.get_by_role("button", name="Walk").click()
-        page.get_by_text("16 steps from seed 1 to seed 2").wait_for()
-        first = page.locator("#walk-frame").get_attribute("src")
-        page.get_by_label("Step", exact=True).fill("15")
-        assert page.locator("#walk-frame").get_attribute("src") != first
-        assert page.locator("#walk-step-label").inner_text() == "16 / 16"
+        walk_from_seed_1_to_2(page)
 
         # Bad input reaches the page as the server's one-line message.
         page.get_by_label("How many").fill("0")

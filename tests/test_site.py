@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, assert_one_line_error, python_m, run
+from conftest import REPO, assert_one_line_error, python_m, run, walk_from_seed_1_to_2
 from PIL import Image
 from test_serve_browser import READ_PIXELS
 
@@ -99,14 +99,7 @@ def test_bundled_site_draws_infers_digits(browser, bundled_site, tmp_path):
         assert_same_pixels(np.asarray(Image.open(tmp_path / "download.png").convert("RGBA")), expected)
 
         # The latent walk: frames are drawn in the page and the slider moves through them.
-        page.get_by_label("From seed").fill("1")
-        page.get_by_label("To seed").fill("2")
-        page.get_by_role("button", name="Walk").click()
-        page.get_by_text("16 steps from seed 1 to seed 2").wait_for()
-        first = page.locator("#walk-frame").get_attribute("src")
-        page.get_by_label("Step", exact=True).fill("15")
-        assert page.locator("#walk-frame").get_attribute("src") != first
-        assert page.locator("#walk-step-label").inner_text() == "16 / 16"
+        walk_from_seed_1_to_2(page)
         frames = render_walk(OnnxGenerator.load(BUNDLED["int8"], "cpu"), 1, 16, 0, to_seed=2, scale=4)
         for step in (0, 7, 15):  # the frames of `mnist-gen interpolate --seed 1` (walking to seed 2's first digit)
             page.get_by_label("Step", exact=True).fill(str(step))
