@@ -17,8 +17,7 @@ from .losses import R1_EVERY
 LOCKED_ON_RESUME = (
     "batch_size", "latent_dim", "g_width", "d_width", "d_blocks", "dataset", "image_size", "channels", "unconditional",
     "lr_g", "lr_d", "beta1", "beta2", "real_label", "fake_label", "precision", "seed", "data_dir", "limit", "ema",
-    "loss", "n_critic", "gp_weight", "d_norm", "spectral_norm", "lr_decay_epochs", "r1",
-    "mismatch", "aux_weight",
+    "loss", "n_critic", "gp_weight", "d_norm", "spectral_norm", "lr_decay_epochs", "r1", "aux_weight",
 )
 
 
@@ -53,12 +52,12 @@ def build_parser() -> argparse.ArgumentParser:
       "64 for folders; 64 is the DCGAN paper's stack)")
     a("--channels", type=int, help="1 grey or 3 RGB (default: the data's own)")
     a("--unconditional", action="store_true", help="train the classic DCGAN, whose G ignores labels")
-    a("--loss", help="bce (the non-saturating DCGAN loss, default), hinge, wgan-gp (Gulrajani et al. 2017) or "
-      "lsgan; each brings its own Adam defaults below")
+    a("--loss", help="bce (the non-saturating DCGAN loss, default), hinge or wgan-gp (Gulrajani et al. 2017); "
+      "each brings its own Adam defaults below")
     a("--lr-g", type=float, help=f"generator learning rate (default {d.lr_g}; wgan-gp: 1e-4)")
     a("--lr-d", type=float, help=f"discriminator learning rate (default {d.lr_d}; wgan-gp: 1e-4)")
     a("--beta1", type=float, help=f"Adam beta1 (default {d.beta1}; wgan-gp: 0.0)")
-    a("--beta2", type=float, help=f"Adam beta2 (default {d.beta2}; hinge, lsgan: 0.999; wgan-gp: 0.9)")
+    a("--beta2", type=float, help=f"Adam beta2 (default {d.beta2}; hinge: 0.999; wgan-gp: 0.9)")
     a("--n-critic", type=int, help="D (critic) steps per G step (default 1; wgan-gp: 5)")
     a("--gp-weight", type=float, help=f"weight of the gradient penalty, wgan-gp only (default {d.gp_weight})")
     a("--d-norm", help="D's normalisation: batch, layer or none (default: batch; wgan-gp: layer)")
@@ -67,9 +66,6 @@ def build_parser() -> argparse.ArgumentParser:
     a("--r1", type=float, metavar="GAMMA",
       help="R1 penalty (Mescheder et al. 2018) on D's gradient at real images, weight GAMMA/2, applied every "
       f"{R1_EVERY}th D step; any loss; 0 = off (default {d.r1} for bce, 0 for the other losses)")
-    a("--mismatch", type=float, metavar="SHARE",
-      help="matching-aware D (Reed et al. 2016): this share of D's fake side is real images shown with wrong "
-      f"labels, so D must check the label too; conditional runs; 0 = off (default {d.mismatch})")
     a("--aux-weight", type=float, metavar="W",
       help="auxiliary classifier (AC-GAN, Odena et al. 2017): D also learns to classify real images without "
       "their labels, and G's loss adds W x its error on G's images; conditional runs; 0 = off (default 0.2 for "
@@ -119,7 +115,7 @@ def resolve_config(given: dict) -> tuple[TrainConfig, dict | None]:
     names = {f.name for f in fields(TrainConfig)}
     values = {k: v for k, v in ckpt.get("config", {}).items() if k in names}
     values.setdefault("r1", 0.0)  # checkpoints from before --r1 trained without it: resume them the same way
-    values.setdefault("mismatch", 0.0)  # nor --mismatch (so the lock below refuses adding it on resume)
+    removed_option(ckpt.get("config", {}), path)
     values.setdefault("aux_weight", 0.0)  # nor --aux-weight
     values.setdefault("d_blocks", 0)  # nor --d-blocks
     for key, value in given.items():
@@ -130,6 +126,15 @@ def resolve_config(given: dict) -> tuple[TrainConfig, dict | None]:
     values.update(given)
     values["resume"] = str(path)
     return TrainConfig(**values), ckpt
+
+
+def removed_option(saved: dict, path: Path) -> None:
+    """Refuse a checkpoint that trained with an option since removed (its run cannot go on the same way);
+    one that recorded it off (--mismatch 0, as every default run did) resumes."""
+    if saved.get("mismatch", 0):
+        raise UserError(f"{path} trained with --mismatch, an option since removed; start a new run in another --out")
+    if saved.get("loss") == "lsgan":
+        raise UserError(f"{path} trained with --loss lsgan, a loss since removed; start a new run in another --out")
 
 
 def main(argv: list[str] | None = None) -> int:

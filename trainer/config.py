@@ -26,9 +26,9 @@ class TrainConfig:
     image_size: int | None = None  # None: the data set's own (28 MNIST-like, 32 CIFAR-10, 64 folders)
     channels: int | None = None  # None: the data's own (1 grey, 3 RGB)
     unconditional: bool = False
-    loss: str = "bce"  # bce, hinge, wgan-gp or lsgan (trainer/losses.py)
-    # None = the loss's own default (trainer/losses.py): Adam 2e-4 (0.5, 0.99) for bce, (0.5, 0.999) for hinge
-    # and lsgan, 1e-4 (0, 0.9) for wgan-gp
+    loss: str = "bce"  # bce, hinge or wgan-gp (trainer/losses.py)
+    # None = the loss's own default (trainer/losses.py): Adam 2e-4 (0.5, 0.99) for bce, (0.5, 0.999) for hinge,
+    # 1e-4 (0, 0.9) for wgan-gp
     lr_g: float | None = None
     lr_d: float | None = None
     beta1: float | None = None
@@ -39,9 +39,6 @@ class TrainConfig:
     spectral_norm: bool = False
     # gamma of the R1 penalty on real images (Mescheder et al. 2018); 0 = off; None = the loss's (0.1 for bce, else 0)
     r1: float | None = None
-    # share of D's "fake" side given to real images with wrong labels (matching-aware D, Reed et al. 2016);
-    # 0 = off; conditional runs only
-    mismatch: float = 0.0
     # weight of G's auxiliary classification loss (AC-GAN, Odena et al. 2017): D also holds a classifier, trained
     # on real images only, and G is asked to make its images read as the digit asked for; 0 = off; None = the
     # loss's (trainer/losses.py) where the model has labels, else 0
@@ -127,8 +124,6 @@ class TrainConfig:
             raise UserError(f"--keep must be best or last, got {self.keep}")
         if not 0 <= self.r1 < math.inf:
             raise UserError(f"--r1 must be >= 0, e.g. 0.1 (0 = off), got {self.r1}")
-        if not 0 <= self.mismatch < 1:
-            raise UserError(f"--mismatch must be in [0, 1), e.g. 0.5 (0 = off), got {self.mismatch}")
         if self.aux_weight is not None and not 0 <= self.aux_weight < math.inf:
             raise UserError(f"--aux-weight must be >= 0, e.g. 0.2 (0 = off), got {self.aux_weight}")
         if not self.gp_weight > 0:

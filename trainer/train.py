@@ -152,8 +152,8 @@ class Trainer:
                                 f"({len(data.images)} images)")
             cfg.image_size, cfg.channels = data.images.shape[1], data.channels  # what the run really uses, recorded
             self.model_cfg = cfg.model_config(data)
-            if not self.model_cfg.conditional and (cfg.mismatch or cfg.aux_weight):
-                option = "--mismatch" if cfg.mismatch else "--aux-weight"
+            if not self.model_cfg.conditional and cfg.aux_weight:
+                option = "--aux-weight"
                 why = "--unconditional" if cfg.unconditional else "the data has no classes (a flat folder)"
                 raise UserError(f"{option} needs labels, and this run has none: {why}")
             if cfg.aux_weight is None:  # the loss's default, where there are labels to classify
@@ -321,11 +321,6 @@ class Trainer:
             scores_real = d(real, cond).float()
             scores_fake = d(fake.detach(), cond).float()
             loss_d = loss.d(scores_real, scores_fake, targets)
-            if cfg.mismatch:  # GAN-CLS (Reed et al. 2016): real images with wrong labels count as fakes
-                wrong = (cond + torch.randint(1, self.model_cfg.num_classes, cond.shape, device=self.device,
-                                              generator=self.noise)) % self.model_cfg.num_classes
-                scores_wrong = d(real, wrong).float()
-                loss_d = (1 - cfg.mismatch) * loss_d + cfg.mismatch * loss.d(scores_real, scores_wrong, targets)
             if cfg.aux_weight:  # AC-GAN's classifier, trained on real images only, so G cannot teach it its errors
                 loss_d = loss_d + nn.functional.cross_entropy(d(real.detach(), classify=True).float(), cond)
             if loss.gradient_penalty:
