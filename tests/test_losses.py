@@ -18,7 +18,9 @@ from trainer.model import Discriminator, ModelConfig, build_models
 from trainer.monitor import GREEN, RED, YELLOW, Health
 
 # 10 steps an epoch: wgan-gp (5 critic steps per G step) moves G twice in the first epoch
-TINY_RUN = ["--limit", "640", "--batch-size", "64", "--log-every", "5", "--eval-every", "0", "--precision", "fp32"]
+# --device cpu: the same meaning on a CUDA host; narrow models where width does not matter
+TINY_RUN = ["--limit", "640", "--batch-size", "64", "--log-every", "5", "--eval-every", "0", "--precision", "fp32",
+            "--device", "cpu", "--g-width", "16", "--d-width", "16"]
 
 
 def _records(out):
@@ -171,7 +173,7 @@ def test_aux_classifier_learns_digits_changes_g_and_resumes_exactly(tmp_path, ca
 
 
 def test_spectral_norm_bounds_every_d_layer():
-    _, discriminator = build_models(ModelConfig(d_width=8, spectral_norm=True))
+    _, discriminator = build_models(ModelConfig(d_width=8, d_blocks=0, spectral_norm=True))
     images, labels = torch.randn(4, 1, 28, 28), torch.arange(4)
     for _ in range(20):  # one power iteration per forward in training mode
         discriminator(images, labels)
@@ -265,6 +267,7 @@ def test_selection_never_reads_the_test_set(tmp_path):
     out, log = tmp_path / "run", tmp_path / "opened.txt"
     result = run(sys.executable, "-c", AUDITED_RUN, str(log), "--data-dir", str(data), "--limit", "1024",
                  "--batch-size", "64", "--epochs", "3", "--eval-samples", "500", "--quality-fid", "1e9",
+                 "--device", "cpu", "--g-width", "16", "--d-width", "16",
                  "--out", str(out))
     assert result.returncode == 0, result.stderr
     opened = log.read_text().splitlines()
@@ -285,7 +288,7 @@ def test_selection_never_reads_the_test_set(tmp_path):
 def test_report_gives_the_test_set_figures_mnist_gen_score_gives(tmp_path):
     out = tmp_path / "run"
     result = python_m("trainer", "--limit", "1024", "--batch-size", "64", "--epochs", "1", "--eval-samples", "500",
-                      "--loss", "hinge", "--out", str(out))
+                      "--loss", "hinge", "--device", "cpu", "--g-width", "16", "--d-width", "16", "--out", str(out))
     assert result.returncode == 0, result.stderr
     report = python_m("trainer.report", str(out), "--n", "500")
     assert report.returncode == 0, report.stderr
