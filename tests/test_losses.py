@@ -20,7 +20,7 @@ from trainer.monitor import GREEN, RED, YELLOW, Health
 # 10 steps an epoch: wgan-gp (5 critic steps per G step) moves G twice in the first epoch
 # --device cpu: the same meaning on a CUDA host; narrow models where width does not matter
 TINY_RUN = ["--limit", "640", "--batch-size", "64", "--log-every", "5", "--eval-every", "0", "--precision", "fp32",
-            "--device", "cpu", "--g-width", "16", "--d-width", "16"]
+            "--device", "cpu", "--g-width", "16", "--d-width", "16", "--no-tensorboard"]
 
 
 def _records(out):
@@ -145,7 +145,10 @@ def test_r1_trains_changes_d_and_resumes_exactly(tmp_path, capsys):
 
 
 def test_aux_classifier_learns_digits_changes_g_and_resumes_exactly(tmp_path, capsys):
-    split, off = _run_with_and_without(tmp_path, capsys, ["--aux-weight", "0"], ["--aux-weight", "1"], "--aux-weight")
+    # D at its full width here: how fast its classifier learns the digits is what this test measures
+    wide = ["--d-width", "64"]
+    split, off = _run_with_and_without(tmp_path, capsys, ["--aux-weight", "0", *wide], ["--aux-weight", "1", *wide],
+                                       "--aux-weight")
     on = _weights(split / "checkpoints/last.pt")
     assert not torch.equal(on["generator.main.0.weight"], off["generator.main.0.weight"])
     # the user sees how many of G's images D's classifier reads as the digit asked for

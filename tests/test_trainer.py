@@ -17,8 +17,9 @@ from trainer.cli import main
 from trainer.config import TrainConfig
 
 # Narrow models where width does not matter; --device cpu so the tests mean the same on a CUDA host.
+# TensorBoard's writer costs seconds to start and has its own tests (tests/test_tracking.py).
 QUICK = ["--limit", "256", "--batch-size", "64", "--log-every", "2", "--eval-every", "0", "--device", "cpu",
-         "--g-width", "16", "--d-width", "16"]
+         "--g-width", "16", "--d-width", "16", "--no-tensorboard"]
 
 
 def wait_for(condition, timeout: float, what: str) -> None:
@@ -142,14 +143,14 @@ def test_resume_is_bitwise_exact(tmp_path, capsys):
 
 
 def test_sigint_saves_and_resume_continues_exactly(tmp_path):
-    opts = ["--limit", "6400", "--batch-size", "64", "--log-every", "2", "--precision", "fp32", "--epochs", "2",
+    opts = ["--limit", "3200", "--batch-size", "64", "--log-every", "2", "--precision", "fp32", "--epochs", "2",
             "--eval-every", "0", "--device", "cpu", "--g-width", "16", "--d-width", "16", "--no-tensorboard"]
     interrupted, straight = tmp_path / "interrupted", tmp_path / "straight"
     proc = subprocess.Popen([sys.executable, "-m", "trainer", *opts, "--out", str(interrupted)], cwd=REPO, env=ENV,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     metrics = interrupted / "metrics.jsonl"
     try:
-        # interrupt once two log points are written (step 4 of 200), not after a guessed delay
+        # interrupt once two log points are written (step 4 of 100), not after a guessed delay
         wait_for(lambda: proc.poll() is not None or (metrics.exists() and metrics.read_text().count("\n") >= 2),
                  120, "two log points in metrics.jsonl")
         assert proc.poll() is None, "the run ended before it could be interrupted"
@@ -161,7 +162,7 @@ def test_sigint_saves_and_resume_continues_exactly(tmp_path):
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr and "saved" in stderr and "last.pt" in stderr and "--resume" in stderr
     checkpoint = torch.load(interrupted / "checkpoints/last.pt", weights_only=True)
-    assert 0 < checkpoint["global_step"] < 200
+    assert 0 < checkpoint["global_step"] < 100
 
     assert main(["--resume", "--out", str(interrupted)]) == 0
     assert main([*opts, "--out", str(straight)]) == 0
