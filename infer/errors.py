@@ -15,3 +15,9 @@ class BadValue(UserError, ValueError):
 
 class BadFile(UserError, OSError):
     """A model or output file cannot be read, written or used."""
+
+
+def first_line(error: BaseException, limit: int = 160) -> str:
+    """The first line of an exception's message, for a one-line error; its type's name when the message is empty."""
+    text = str(error).strip()
+    return text.splitlines()[0][:limit] if text else type(error).__name__

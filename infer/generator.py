@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import BadFile, BadValue
+from .errors import BadFile, BadValue, first_line
 from .noise import latents
 
 BUNDLED_MODEL = Path(__file__).parent / "assets" / "generator.onnx"  # fp32: for CUDA, and `--model fp32`
@@ -89,11 +89,6 @@ def output_to_stderr():
         sys.stdout.flush()
         os.dup2(saved, 1)
         os.close(saved)
-
-
-def first_line(error: BaseException, limit: int = 160) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0][:limit] if text else type(error).__name__
 
 
 def trial_run(session) -> None:

@@ -68,8 +68,8 @@ def model_card_scores() -> dict[str, dict[str, float]]:
 
 def test_bundled_generator_scores_what_the_model_card_says(tmp_path):
     """`mnist-gen score --n 10000` as MODEL_CARD.md runs it (seed 0, the int8 default on CPU) gives its figures,
-    within what the scorer's own noise moves one figure by (docs/experiments.md, "How precise one FID figure is":
-    up to half a point of FID, a few tenths of a point of accuracy, with the noise seed alone)."""
+    within what the scorer's own noise moves one figure by (docs/research/experiments.md, "How precise one FID
+    figure is": up to half a point of FID, a few tenths of a point of accuracy, with the noise seed alone)."""
     result = python_m("infer", "score", "--n", "10000", "--seed", "0", "--provider", "cpu", "--json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr  # no --model: the bundled one
     report = json.loads(result.stdout)

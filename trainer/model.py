@@ -45,8 +45,8 @@ class ModelConfig:
     dataset: str = "mnist"  # what it was trained on (decides which scorer can judge it)
     d_norm: str = "batch"  # D's normalisation: batch, layer or none (G is not affected)
     spectral_norm: bool = False  # spectral norm on every D layer (Miyato et al. 2018)
-    # 3x3 conv blocks D adds at its smallest map, before its last conv (not its classifier); 0 here, as files
-    # written before it have; the trainer's default is 1 (trainer/config.py)
+    # 3x3 conv blocks D adds at its smallest map, before its last conv (not its classifier). 0 here: the paper's
+    # D, and what files written before the option hold; the trainer's default is TrainConfig.d_blocks
     d_blocks: int = 0
 
     def __post_init__(self):
