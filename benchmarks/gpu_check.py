@@ -31,7 +31,8 @@ sys.path.insert(0, str(REPO))
 EXIT_NO_CUDA = 77
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": os.pathsep.join(
     p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)}
-TRAIN = ["--device", "cuda", "--no-tensorboard", "--sample-every", "1000"]
+DEVICE, PROVIDER = "cuda", "cuda"  # what every command is asked to run on
+TRAIN = ["--device", DEVICE, "--no-tensorboard", "--sample-every", "1000"]
 NCCL_PROBE = """
 import os, time, torch, torch.distributed as dist
 dist.init_process_group("nccl")
@@ -111,17 +112,30 @@ def check_device(work: Path) -> str:
 
 
 def check_train_resume(work: Path) -> str:
-    out = work / "run"
-    common = [*TRAIN, "--limit", "4096", "--eval-samples", "1000", "--out", str(out)]
+    """Train, resume, and compare with the same run made in one go: on CUDA, TF32 and cuDNN's autotuner make
+    two runs differ in their last bits, so the figure is how far apart they end (0 on a CPU)."""
+    import torch
+
+    common = [*TRAIN, "--limit", "4096", "--eval-samples", "1000"]
+    out, straight = work / "run", work / "straight"
     started = time.perf_counter()
-    python_m("trainer", *common, "--epochs", "1")
+    python_m("trainer", *common, "--out", str(out), "--epochs", "1")
     first = time.perf_counter() - started
-    python_m("trainer", *common, "--epochs", "2", "--resume")
+    python_m("trainer", *common, "--out", str(out), "--epochs", "2", "--resume")
+    python_m("trainer", *common, "--out", str(straight), "--epochs", "2")
+    files = [torch.load(folder / "checkpoints" / "last.pt", weights_only=True, map_location="cpu")
+             for folder in (out, straight)]
+    apart = max((a - b).abs().max().item() for a, b in zip(
+        files[0]["generator"]["state_dict"].values(), files[1]["generator"]["state_dict"].values(), strict=True)
+        if a.is_floating_point())
+    weights = torch.load(out / "generator.pth", weights_only=True)  # no map_location: as a CPU-only user opens it
+    devices = {t.device.type for t in weights["state_dict"].values()}
+    if devices != {"cpu"}:
+        raise Failed(f"generator.pth holds tensors on {', '.join(sorted(devices))}; a CPU machine cannot open it")
     config = json.loads((out / "config.json").read_text())["resolved"]
-    if not (out / "checkpoints" / "epoch_002.pt").is_file():
-        raise Failed("the resumed run wrote no epoch_002.pt")
     return (f"{steady_rate(out):,.0f} images/s on {config['device']} ({config['precision']}), 4,096 images; "
-            f"epoch 1 took {first:.1f} s with start-up, then resumed to epoch 2")
+            f"epoch 1 took {first:.1f} s with start-up; resumed to epoch 2: G's weights {apart:.1e} from the run "
+            f"made in one go; generator.pth holds CPU tensors")
 
 
 def check_export(work: Path) -> str:
@@ -161,11 +175,11 @@ def check_infer(work: Path, model: Path, name: str) -> str:
     if not model.is_file():
         raise Skipped(f"no {model.name}")
     try:
-        python_m("infer", "infer", "--model", str(model), "--provider", "cuda", "--n", "64",
+        python_m("infer", "infer", "--model", str(model), "--provider", PROVIDER, "--n", "64",
                  "--out", str(work / f"{name}.png"), timeout=120)
     except Failed as e:
         raise Skipped(f"mnist-gen cannot run on CUDA here ({e})") from None
-    lines = python_m("infer", "bench", "--model", str(model), "--provider", "cuda", "--batch-sizes", "1,256",
+    lines = python_m("infer", "bench", "--model", str(model), "--provider", PROVIDER, "--batch-sizes", "1,256",
                      "--seconds", "2", timeout=120).stdout.splitlines()
     rows = {int(line.split()[0]): line.split() for line in lines[1:] if line.split() and line.split()[0].isdigit()}
     placed = lines[0].rsplit(", ", 1)[-1].rstrip(")")
@@ -180,7 +194,7 @@ def check_serve(work: Path) -> str:
     if importlib.util.find_spec("fastapi") is None or importlib.util.find_spec("uvicorn") is None:
         raise Skipped("fastapi/uvicorn not installed (pip install \".[serve]\")")
     model = work / "run" / "generator.onnx"
-    args = [sys.executable, "-m", "infer", "serve", "--port", "0", "--provider", "cuda"]
+    args = [sys.executable, "-m", "infer", "serve", "--port", "0", "--provider", PROVIDER]
     args += ["--model", str(model)] if model.is_file() else []
     log = work / "serve.log"  # a file, not a pipe nobody reads: a full pipe would stall the server
     with open(log, "w") as stderr:
@@ -237,7 +251,7 @@ def check_compile(work: Path) -> str:
 def check_default_epoch(work: Path) -> str:
     out = work / "epoch"
     started = time.perf_counter()
-    python_m("trainer", "--device", "cuda", "--epochs", "1", "--no-tensorboard", "--out", str(out), timeout=300)
+    python_m("trainer", "--device", DEVICE, "--epochs", "1", "--no-tensorboard", "--out", str(out), timeout=300)
     wall = time.perf_counter() - started
     history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     fid = [h["fid_train"] for h in history if "fid_train" in h]
