@@ -35,8 +35,8 @@ DEVICE, PROVIDER = "cuda", "cuda"  # what every command is asked to run on
 TRAIN = ["--device", DEVICE, "--no-tensorboard", "--sample-every", "1000"]
 NCCL_PROBE = """
 import os, time, torch, torch.distributed as dist
-dist.init_process_group("nccl")
 torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
+dist.init_process_group("nccl")
 x = torch.ones(64 * 2**20 // 4, device="cuda")
 dist.all_reduce(x); torch.cuda.synchronize()
 start = time.perf_counter(); dist.all_reduce(x); torch.cuda.synchronize()
