@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from infer import __version__
-from infer.errors import UserError
+from infer.errors import UserError, first_line
 from infer.files import atomic_path
 from trainer.checkpoint import (
     CHECKPOINT_FORMAT,
@@ -98,7 +98,7 @@ def examples_generator(state: dict, path: Path) -> Generator:
     try:
         generator.load_state_dict(state)
     except RuntimeError as e:
-        raise UserError(f"{path}: not a pytorch/examples DCGAN generator ({str(e).splitlines()[0][:120]})") from None
+        raise UserError(f"{path}: not a pytorch/examples DCGAN generator ({first_line(e, 120)})") from None
     return generator.eval()
 
 

@@ -22,17 +22,19 @@ import numpy as np
 
 from infer.errors import UserError
 from infer.files import write_bytes_atomic
-from infer.generator import OnnxGenerator
+from infer.generator import OnnxGenerator, generate_batches
+from infer.protocol import SCORE_BATCH, SCORE_IMAGES, SCORE_SEED
+from infer.score import requested_labels
 
-CALIBRATION_SIZE = 1024  # seeded latents (docs/int8.md: 4,096 scored worse, 128 slightly better)
+CALIBRATION_SIZE = 1024  # seeded latents; the sizes tried and their scores: docs/int8.md
 CALIBRATION_SEED = 0
-MAX_CALIBRATION = 65_536  # memory stays flat (about 0.7 GB peak), but time grows: ~4 ms per latent here
+MAX_CALIBRATION = 65_536  # memory stays flat, but time grows with every latent (docs/int8.md)
 CALIBRATION_BATCH = 64
-GATE_IMAGES, GATE_SEED = 10_000, 0  # what `mnist-gen score --n 10000` uses, so the figures compare
+GATE_IMAGES, GATE_SEED = SCORE_IMAGES, SCORE_SEED  # the scoring protocol's, so the figures compare
 MAX_FID_RISE = 0.3  # FID points
 MAX_ACCURACY_DROP = 0.005  # conditional accuracy, 0.5 points
-# mean |int8 - fp32| per pixel on the same latents over the fp32 pixels' standard deviation (docs/int8.md):
-# 0.015 for the bundled int8 model, 0.036 for one calibrated on N(0, 3^2) latents, whose FID rose by 0.68.
+# mean |int8 - fp32| per pixel on the same latents over the fp32 pixels' standard deviation; where the bound
+# sits between good and bad calibrations: docs/int8.md
 MAX_PIXEL_DIFF = 0.03
 QUANTIZED_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger"}
 
@@ -126,14 +128,10 @@ def quantize_bytes(fp32_path: Path, generator: OnnxGenerator, calibration: int, 
 
 
 def _images(generator: OnnxGenerator, n: int, seed: int) -> np.ndarray:
-    """The same latents score_generator draws (z in batches of 500, labels cycling)."""
-    rng = np.random.default_rng(seed)
-    labels = np.arange(n, dtype=np.int64) % generator.num_classes if generator.conditional else None
-    parts = []
-    for start in range(0, n, 500):
-        z = rng.standard_normal((min(500, n - start), generator.latent_dim), dtype=np.float32)
-        parts.append(generator.run(z, None if labels is None else labels[start : start + len(z)]))
-    return np.concatenate(parts)
+    """The same latents and labels score_generator draws, through the runtime's one generation loop."""
+    labels = requested_labels(n, generator.num_classes if generator.conditional else 0)
+    batches = generate_batches(generator.run, generator.latent_dim, n, seed, labels, SCORE_BATCH)
+    return np.concatenate([images for _, images in batches])
 
 
 def scores(generator: OnnxGenerator, n: int = GATE_IMAGES, seed: int = GATE_SEED) -> dict[str, float]:

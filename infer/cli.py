@@ -13,6 +13,7 @@ import typer
 
 from . import __version__
 from .errors import UserError
+from .protocol import SCORE_BATCH, SCORE_IMAGES, SCORE_SEED
 
 GRID_CAP = 10_000  # images in one grid PNG; more go to --out-dir only
 
@@ -323,10 +324,10 @@ def _median_run_time(generator, z, labels, seconds: float) -> float:
 @app.command()
 def score(
     model: ModelOpt = None,
-    n: Annotated[int, typer.Option("--n", help="images to generate and score")] = 10_000,
-    seed: Annotated[int, typer.Option("--seed", help="noise seed (fixed, so scores are comparable)")] = 0,
+    n: Annotated[int, typer.Option("--n", help="images to generate and score")] = SCORE_IMAGES,
+    seed: Annotated[int, typer.Option("--seed", help="noise seed (fixed, so scores are comparable)")] = SCORE_SEED,
     as_json: Annotated[bool, typer.Option("--json", help="print the scores as one JSON object")] = False,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="images per onnxruntime call")] = 500,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="images per onnxruntime call")] = SCORE_BATCH,
     provider: ProviderOpt = "auto",
     scorer: Annotated[
         Path | None, typer.Option("--scorer", help="a scorer for other data (python -m trainer.classifier --out DIR); "
@@ -350,15 +351,12 @@ def _score(model, n, seed, as_json, batch_size, provider, scorer) -> None:
 
     import numpy as np
 
-    from .score import load_scorer, score_generator, scorer_input
+    from .score import check_scorer_fits, load_scorer, score_generator
 
     check_positive(n=n, batch_size=batch_size)
     classifier, stats = load_scorer(scorer)
     generator = load(model, provider)
-    channels, classes = scorer_input(classifier)[0], len(stats["real_spread"])
-    if generator.channels != channels or (generator.conditional and generator.num_classes != classes):
-        raise UserError(f"the scorer reads {channels}-channel images of {classes} classes; this model draws "
-                        f"{generator.channels}-channel images of {generator.num_classes} classes (--scorer DIR)")
+    check_scorer_fits(classifier, generator.channels, generator.num_classes if generator.conditional else 0)
     result = score_generator(generator.run, generator.latent_dim, generator.num_classes, stats, classifier,
                              n, seed, batch_size)
     floor = {k.removeprefix("floor_"): stats[k] for k in stats if k.startswith("floor_")}

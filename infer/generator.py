@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import UserError
+from .errors import UserError, first_line
 
 BUNDLED_MODEL = Path(__file__).parent / "assets" / "generator.onnx"  # fp32: for CUDA, and `--model fp32`
 BUNDLED_INT8 = Path(__file__).parent / "assets" / "generator.int8.onnx"  # the CPU default (MODEL_CARD.md)
@@ -179,7 +179,7 @@ class OnnxGenerator:
             try:
                 session = ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])
             except Exception as e:  # noqa: BLE001 - any load failure means a bad model file
-                first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+                first = first_line(e)
                 raise UserError(f"model {path}: not a valid ONNX model ({first})") from None
         meta = session.get_modelmeta().custom_metadata_map
         missing = [k for k in REQUIRED_METADATA if k not in meta]

@@ -18,8 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import UserError
+from .errors import UserError, first_line
 from .generator import generate_batches
+from .protocol import SCORE_BATCH, SCORE_IMAGES, SCORE_SEED
 
 ASSETS = Path(__file__).parent / "assets"
 CLASSIFIER = ASSETS / "classifier.onnx"
@@ -90,7 +91,7 @@ def load_classifier(folder: str | Path | None = None):
     try:
         return ort.InferenceSession(str(classifier), providers=["CPUExecutionProvider"])
     except Exception as e:  # noqa: BLE001 - onnxruntime raises many types for a bad file
-        raise UserError(f"scorer {classifier} cannot be read ({str(e).splitlines()[0][:120]})") from None
+        raise UserError(f"scorer {classifier} cannot be read ({first_line(e, 120)})") from None
 
 
 def load_scorer(folder: str | Path | None = None):
@@ -104,7 +105,7 @@ def load_scorer(folder: str | Path | None = None):
         with np.load(stats_file, allow_pickle=False) as data:
             stats = {k: data[k] for k in data.files}
     except (OSError, ValueError) as e:
-        raise UserError(f"scorer statistics {stats_file} cannot be read ({str(e).splitlines()[0][:120]})") from None
+        raise UserError(f"scorer statistics {stats_file} cannot be read ({first_line(e, 120)})") from None
     return session, stats
 
 
@@ -112,6 +113,15 @@ def scorer_input(session) -> tuple[int, int]:
     """(channels, size) of the images the classifier reads."""
     shape = session.get_inputs()[0].shape
     return int(shape[1]), int(shape[2])
+
+
+def check_scorer_fits(session, channels: int, num_classes: int, where: str = "the scorer") -> None:
+    """Refuse a scorer that cannot judge this model: images of other channels, or (conditional) other classes."""
+    scorer_channels = scorer_input(session)[0]
+    classes = next(o.shape[1] for o in session.get_outputs() if o.name == LOGITS_OUTPUT)
+    if scorer_channels != channels or (num_classes and classes != num_classes):
+        raise UserError(f"{where} reads {scorer_channels}-channel images of {classes} classes; this model draws "
+                        f"{channels}-channel images of {num_classes} classes (--scorer DIR)")
 
 
 def fit_to(images: np.ndarray, size: int) -> np.ndarray:
@@ -134,7 +144,7 @@ def requested_labels(n: int, num_classes: int) -> np.ndarray | None:
 
 
 def score_generator(generate, latent_dim: int, num_classes: int, stats: dict, session,
-                    n: int = 10_000, seed: int = 0, batch_size: int = 500) -> dict:
+                    n: int = SCORE_IMAGES, seed: int = SCORE_SEED, batch_size: int = SCORE_BATCH) -> dict:
     """Score any generator on fixed noise: `generate(z, labels) -> images [N, C, H, W]` (numpy).
 
     `mnist-gen score` (onnxruntime) and the trainer (torch) both come through here, so for the same

@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import fields
 
 import numpy as np
 import pytest
@@ -15,7 +16,25 @@ from PIL import Image
 from trainer.cli import main
 from trainer.config import TrainConfig
 
-QUICK = ["--limit", "256", "--batch-size", "64", "--log-every", "2", "--eval-every", "0"]
+# Narrow models where width does not matter; --device cpu so the tests mean the same on a CUDA host.
+QUICK = ["--limit", "256", "--batch-size", "64", "--log-every", "2", "--eval-every", "0", "--device", "cpu",
+         "--g-width", "16", "--d-width", "16"]
+
+
+def wait_for(condition, timeout: float, what: str) -> None:
+    """Poll until `condition()` holds; fail the test (rather than carry on regardless) if it never does."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"gave up after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.02)
+
+
+def last_line_is_the_error(err: str) -> None:
+    """In-process bad input or stop: the run's last stderr line is its one `error:` line, and no traceback."""
+    lines = err.strip().splitlines()
+    assert lines and lines[-1].startswith("error: ") and "Traceback" not in err, err
+    assert sum(line.startswith("error: ") for line in lines) == 1, err
 
 
 @pytest.fixture(scope="module")
@@ -116,34 +135,58 @@ def test_resume_is_bitwise_exact(tmp_path):
 
 
 def test_sigint_saves_and_resume_continues_exactly(tmp_path):
-    opts = ["--limit", "1280", "--batch-size", "64", "--log-every", "2", "--precision", "fp32", "--epochs", "2"]
+    opts = ["--limit", "6400", "--batch-size", "64", "--log-every", "2", "--precision", "fp32", "--epochs", "2",
+            "--eval-every", "0", "--device", "cpu", "--g-width", "16", "--d-width", "16", "--no-tensorboard"]
     interrupted, straight = tmp_path / "interrupted", tmp_path / "straight"
     proc = subprocess.Popen([sys.executable, "-m", "trainer", *opts, "--out", str(interrupted)], cwd=REPO, env=ENV,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     metrics = interrupted / "metrics.jsonl"
-    deadline = time.time() + 120
-    while not (metrics.exists() and metrics.read_text().count("\n") >= 2) and time.time() < deadline:
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGINT)
-    _, stderr = proc.communicate(timeout=120)
+    try:
+        # interrupt once two log points are written (step 4 of 200), not after a guessed delay
+        wait_for(lambda: proc.poll() is not None or (metrics.exists() and metrics.read_text().count("\n") >= 2),
+                 120, "two log points in metrics.jsonl")
+        assert proc.poll() is None, "the run ended before it could be interrupted"
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr and "saved" in stderr and "last.pt" in stderr and "--resume" in stderr
     checkpoint = torch.load(interrupted / "checkpoints/last.pt", weights_only=True)
-    assert checkpoint["global_step"] > 0 and checkpoint["global_step"] < 40
+    assert 0 < checkpoint["global_step"] < 200
 
-    resumed = python_m("trainer", "--resume", "--out", str(interrupted))
-    assert resumed.returncode == 0, resumed.stderr
-    assert python_m("trainer", *opts, "--out", str(straight)).returncode == 0
+    assert main(["--resume", "--out", str(interrupted)]) == 0
+    assert main([*opts, "--out", str(straight)]) == 0
     _assert_bitwise_equal(_weights(straight / "checkpoints/last.pt"), _weights(interrupted / "checkpoints/last.pt"))
 
 
-def test_nonfinite_loss_stops_with_a_clear_message(tmp_path):
-    result = python_m("trainer", *QUICK, "--epochs", "3", "--lr-d", "1e30", "--lr-g", "1e30", "--log-every", "1",
-                      "--out", str(tmp_path))
-    assert result.returncode == 3, result.stderr
-    assert_one_line_error(result)
-    assert "non-finite loss at epoch 1, step" in result.stderr
+def test_nonfinite_loss_stops_with_a_clear_message(tmp_path, capsys):
+    code = main([*QUICK, "--epochs", "3", "--lr-d", "1e30", "--lr-g", "1e30", "--log-every", "1",
+                 "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 3, err
+    last_line_is_the_error(err)
+    assert "non-finite loss at epoch 1, step" in err and "no checkpoint was saved yet" in err
     assert not (tmp_path / "generator.pth").exists()
+
+
+def test_a_nonfinite_loss_after_epoch_1_keeps_the_last_good_checkpoint(tmp_path, capsys):
+    """The README's promise: the run stops, and checkpoints/last.pt stays the last good epoch's."""
+    assert main([*QUICK, "--epochs", "1", "--lr-decay-epochs", "0", "--out", str(tmp_path)]) == 0
+    last = tmp_path / "checkpoints" / "last.pt"
+    checkpoint = torch.load(last, weights_only=True)
+    for optimizer in ("opt_g", "opt_d"):  # a rate that blows the next epoch up (the rates are not rescheduled)
+        checkpoint[optimizer]["param_groups"][0]["lr"] = 1e30
+    torch.save(checkpoint, last)
+    good = last.read_bytes()
+    capsys.readouterr()
+    assert main(["--resume", "--epochs", "2", "--log-every", "1", "--out", str(tmp_path)]) == 3
+    err = capsys.readouterr().err
+    last_line_is_the_error(err)
+    assert "non-finite loss at epoch 2, step" in err and f"last good checkpoint: {last} (epoch 1)" in err
+    assert last.read_bytes() == good  # not overwritten by the poisoned weights
+    assert torch.load(tmp_path / "generator.pth", weights_only=True)["epochs"] == 1  # epoch 1's file stays
 
 
 @pytest.mark.parametrize(
@@ -167,17 +210,22 @@ def test_bad_input_is_one_line(args, message, tmp_path, capsys):
     assert code == 2 and err.startswith("error: ") and message in err and err.count("\n") == 1, err
 
 
-def test_sizes_that_cannot_fit_are_refused_before_any_work(tmp_path):
+def test_sizes_that_cannot_fit_are_refused_before_any_work(tmp_path, capsys):
     too_big = {
         ("--batch-size", "100000"): "--batch-size 100000 is larger than the training set (60000 images)",
         ("--latent-dim", "5000000"): "lower --latent-dim",
         ("--d-width", "100000"): "lower --latent-dim, --g-width, --d-width or --d-blocks",
     }
     for args, message in too_big.items():
-        result = python_m("trainer", *args, "--out", str(tmp_path / "out"))
-        assert result.returncode == 2 and message in result.stderr, result.stderr
-        assert_one_line_error(result)
+        assert main([*args, "--device", "cpu", "--out", str(tmp_path / "out")]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and message in err and err.count("\n") == 1, err
     assert not (tmp_path / "out").exists()  # refused before the output folder was made
+    # and from the shell: one line, no traceback, before any work
+    result = python_m("trainer", "--d-width", "100000", "--device", "cpu", "--out", str(tmp_path / "out"))
+    assert result.returncode == 2 and "lower --latent-dim" in result.stderr
+    assert_one_line_error(result)
+    assert not (tmp_path / "out").exists()
 
 
 def test_out_of_memory_while_training_is_one_line(tmp_path):
@@ -246,7 +294,7 @@ def test_corrupt_and_incompatible_resume_files(one_epoch_run, tmp_path, capsys):
 def test_fid_during_training_keeps_the_best(tmp_path, ema):
     out = tmp_path / "run"
     result = python_m("trainer", "--limit", "1024", "--batch-size", "64", "--epochs", "2", "--eval-samples", "500",
-                      "--out", str(out), *ema)
+                      "--device", "cpu", "--g-width", "16", "--d-width", "16", "--out", str(out), *ema)
     assert result.returncode == 0, result.stderr
     evals = [r for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if "fid_train" in r]
     assert [r["epoch"] for r in evals] == [1, 2] and "FID(train)=" in result.stderr
@@ -261,7 +309,8 @@ def test_fid_during_training_keeps_the_best(tmp_path, ema):
 def test_a_64_pixel_mnist_run_is_scored_and_keeps_its_best_epoch(tmp_path):
     """The bundled classifier reads 28 px: 64 px samples are resized to it, so 64 px runs get FID too."""
     result = python_m("trainer", "--image-size", "64", "--limit", "256", "--batch-size", "64", "--epochs", "1",
-                      "--eval-samples", "300", "--out", str(tmp_path))
+                      "--eval-samples", "300", "--device", "cpu", "--g-width", "16", "--d-width", "16",
+                      "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr
     evals = [r for r in map(json.loads, (tmp_path / "metrics.jsonl").read_text().splitlines()) if "fid_train" in r]
     assert len(evals) == 1 and evals[0]["fid_train"] > 0 and (tmp_path / "checkpoints" / "best.pt").is_file()
@@ -306,3 +355,53 @@ def test_model_widths_train_export_and_generate(tmp_path):
     assert_one_line_error(refused)
     refused = python_m("trainer", "--resume", "--epochs", "2", "--d-blocks", "0", "--out", str(tmp_path))
     assert refused.returncode == 2 and "--d-blocks 0 does not match the checkpoint (2)" in refused.stderr
+
+
+def test_keep_last_exports_the_final_epochs_averaged_g(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main([*QUICK, "--epochs", "2", "--eval-every", "1", "--eval-samples", "200", "--keep", "last",
+                 "--out", str(out)]) == 0
+    assert "generator.pth is from epoch" not in capsys.readouterr().err  # --keep best's note, not this one's
+    exported = torch.load(out / "generator.pth", weights_only=True)
+    checkpoint = torch.load(out / "checkpoints" / "last.pt", weights_only=True)
+    assert exported["epochs"] == 2
+    _assert_bitwise_equal(exported["state_dict"], checkpoint["generator_ema"]["state_dict"])
+
+
+def test_an_unconditional_64_pixel_mnist_run(tmp_path, capsys):
+    """The DCGAN paper's 64x64 stack on MNIST, without labels: its G ignores labels and its grid is 8 x 8."""
+    assert main([*QUICK, "--epochs", "1", "--image-size", "64", "--unconditional", "--limit", "128",
+                 "--out", str(tmp_path)]) == 0
+    assert_run_outputs(tmp_path)
+    config = torch.load(tmp_path / "generator.pth", weights_only=True)["config"]
+    assert (config["image_size"], config["num_classes"]) == (64, 0)
+    grid = np.asarray(Image.open(tmp_path / "samples" / "epoch_001.png"))
+    assert grid.shape == (2 * (8 * 66 + 2), 2 * (8 * 66 + 2))  # 8 x 8 images of 64 px, 2 px gaps, upscaled 2x
+    assert "aux_acc" not in json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
+
+
+def test_help_lists_every_option_with_its_default():
+    result = python_m("trainer", "--help")
+    assert result.returncode == 0 and result.stdout.startswith("usage: python -m trainer")
+    text = " ".join(result.stdout.split())  # argparse wraps lines
+    for name in (f.name for f in fields(TrainConfig)):
+        assert "--" + name.replace("_", "-") in text, name
+    assert "(default 30)" in text and "bce 0.0002, hinge 0.0002, wgan-gp 0.0001" in text
+    assert "lsgan" not in text and "--mismatch" not in text  # removed: rejected by measurement
+
+
+def test_checkpoints_from_before_the_removed_options(one_epoch_run, tmp_path, capsys):
+    """--mismatch and --loss lsgan were removed: a checkpoint that recorded mismatch 0 (every default run) resumes;
+    one that trained with either is refused in one line, not resumed as some other run."""
+    out, _ = one_epoch_run
+    (tmp_path / "checkpoints").mkdir()
+    last = tmp_path / "checkpoints" / "last.pt"
+    checkpoint = torch.load(out / "checkpoints" / "last.pt", weights_only=True)
+    for config, message in [({"mismatch": 0.5}, "trained with --mismatch"), ({"loss": "lsgan"}, "--loss lsgan")]:
+        torch.save({**checkpoint, "config": {**checkpoint["config"], **config}}, last)
+        assert main(["--resume", "--epochs", "2", "--out", str(tmp_path)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and message in err and err.count("\n") == 1, err
+    torch.save({**checkpoint, "config": {**checkpoint["config"], "mismatch": 0.0}}, last)
+    assert main(["--resume", "--epochs", "2", "--out", str(tmp_path)]) == 0
+    assert torch.load(last, weights_only=True)["epoch"] == 2

@@ -1,4 +1,5 @@
-"""What a run shows the user: sample grids, the progress GIF, plots, the model summary, config.json.
+"""What a run shows the user: sample grids, the progress GIF, plots, the model summary, config.json,
+and the files it ends with (generator.pth, discriminator.pth, real_vs_fake.png, interpolation.png).
 
 Each file is written atomically (see infer.files.atomic_path).
 """
@@ -6,6 +7,8 @@ Each file is written atomically (see infer.files.atomic_path).
 from __future__ import annotations
 
 import json
+import platform
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +18,9 @@ from torch import nn
 from infer.files import atomic_path, make_grid, save_gif, save_png, to_uint8, upscale
 from infer.latent import slerp
 
+from . import __version__
+from .checkpoint import discriminator_file, generator_file, generator_from_file, load_file, save_atomic
+from .data import to_float
 from .model import Generator, evaluating
 
 
@@ -167,3 +173,42 @@ def save_model_summary(generator: nn.Module, discriminator: nn.Module, path: Pat
 def save_json(obj: dict, path: Path) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2) + "\n")
+
+
+def save_run_info(run) -> None:
+    """config.json (the options, the model, what was resolved, versions, machine) and model_summary.txt."""
+    info = {
+        "config": run.cfg.to_dict(),
+        "model": run.generator.cfg.to_dict(),
+        "resolved": {"device": str(run.device), "precision": run.precision, "compile": run.cfg.compile,
+                     "world_size": run.dist.world_size, "lr_decay_epochs": run.cfg.decay_epochs,
+                     "d_x_and_d_gz": run.step.loss.shown},  # what metrics.jsonl's d_x, d_gz are
+        "versions": {"mnist_gen": __version__, "torch": torch.__version__, "python": platform.python_version()},
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor(),
+            "cuda_device": torch.cuda.get_device_name(run.device) if run.device.type == "cuda" else None,
+        },
+    }
+    save_json(info, run.out / "config.json")
+    save_model_summary(run.generator, run.discriminator, run.out / "model_summary.txt")
+
+
+def save_final(run) -> None:
+    """generator.pth (the best epoch's unless --keep last), discriminator.pth, and two pictures of the G kept."""
+    out, epochs = run.out, run.state.epoch
+    best = out / "checkpoints" / "best.pt"
+    generator = run.sampler
+    if run.cfg.keep == "best" and run.state.best_epoch and best.is_file():
+        generator, info = generator_from_file(load_file(best), best)
+        generator.to(run.device)
+        epochs = info["epochs"]
+        print(f"generator.pth is from epoch {epochs}, the best FID against the training images "
+              f"({run.state.best_fid:.2f}); --keep last for the final epoch's", file=sys.stderr)
+    save_atomic(generator_file(generator, epochs), out / "generator.pth")
+    save_atomic(discriminator_file(run.discriminator, epochs), out / "discriminator.pth")
+    images = run.batches.images
+    spread = torch.linspace(0, len(images) - 1, min(64, len(images))).long()
+    real, labels = to_float(images[spread]), run.batches.labels[spread]  # every class, not the first
+    save_real_vs_fake(generator, real, labels, out / "real_vs_fake.png")
+    save_interpolation(generator, out / "interpolation.png")

@@ -24,6 +24,7 @@ from torch import nn
 
 from infer.errors import UserError
 from infer.files import atomic_path
+from infer.protocol import SCORE_IMAGES, SCORE_SEED
 from infer.score import (
     CLASSIFIER,
     FEATURES_OUTPUT,
@@ -70,11 +71,11 @@ def predict(model: Classifier, images: np.ndarray, batch: int = 1000) -> tuple[n
     return logits, features
 
 
-def floor_indices(labels: np.ndarray, num_classes: int, n: int = 10_000, seed: int = 0) -> np.ndarray:
+def floor_indices(labels: np.ndarray, num_classes: int, n: int = SCORE_IMAGES, seed: int = SCORE_SEED) -> np.ndarray:
     """Up to n real images, drawn at random (seeded), with the labels a generator is scored on, so the floor
-    is what a perfect generator scores: MNIST's first images are no fair sample (5.05 where random draws
-    give 3.2-4.3) and its own class mix scores up to a point lower than 0-9 in turn (docs/experiments.md,
-    "How precise one FID figure is"). A random n at the data's own mix when a class runs short."""
+    is what a perfect generator scores: MNIST's first images are no fair sample, and its own class mix scores
+    lower than 0-9 in turn (measured: docs/experiments.md, "How precise one FID figure is"). A random n at the
+    data's own mix when a class runs short."""
     n = min(n, len(labels))
     shuffled = np.random.default_rng(seed).permutation(len(labels))
     wanted = requested_labels(n, num_classes)

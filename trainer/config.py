@@ -1,92 +1,116 @@
-"""Every option of a training run in one dataclass; the CLI fills it, the run records it."""
+"""Every option of a training run in one frozen dataclass: its default, its --help text, and whether it is locked
+on --resume are declared once, here, with the option. The CLI builds its parser from these fields; the run
+records them (config.json, each checkpoint). Why the defaults are what they are: docs/defaults.md."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 
 from infer.errors import UserError
+from infer.protocol import SCORE_IMAGES
 
-from .data import DATASETS, Dataset
-from .losses import LOSSES
+from .data import DATASETS, Dataset, load_dataset
+from .losses import LOSSES, R1_EVERY
 from .model import D_NORMS, IMAGE_SIZES, ModelConfig
 
 
-@dataclass
+def option(default, help: str, *, locked: bool = False, before: object = MISSING, **cli) -> field:
+    """A TrainConfig field. `locked`: on --resume it must match the checkpoint (it defines the model or the
+    optimisation, so another value would silently make another run). `before`: the value of runs whose
+    checkpoints were written before the option existed, so they resume as they trained. `cli`: argparse
+    extras (metavar, choices, action)."""
+    return field(default=default, metadata={"help": help, "locked": locked, "before": before, "cli": cli})
+
+
+def per_loss(attribute: str, where=lambda loss: True) -> str:
+    """'bce X, hinge Y, wgan-gp Z': a default each loss brings (trainer/losses.py), for --help."""
+    return ", ".join(f"{name} {getattr(loss, attribute)}" for name, loss in LOSSES.items() if where(loss))
+
+
+@dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 30
-    batch_size: int = 64
-    latent_dim: int = 100
-    g_width: int = 64  # G's base width: its layers have multiples of it (ngf in pytorch/examples)
-    d_width: int = 64  # D's first layer width, doubled per layer down (ndf in pytorch/examples)
-    # 3x3 conv blocks D adds at its smallest map (7x7 for 28x28 images); 0 = the DCGAN paper's D. One block: test
-    # FID at 10 epochs 2.5-3.3 points lower on the seeds tried (docs/experiments.md); D was the weaker player
-    d_blocks: int = 1
-    dataset: str = "mnist"
-    image_size: int | None = None  # None: the data set's own (28 MNIST-like, 32 CIFAR-10, 64 folders)
-    channels: int | None = None  # None: the data's own (1 grey, 3 RGB)
-    unconditional: bool = False
-    loss: str = "bce"  # bce, hinge, wgan-gp or lsgan (trainer/losses.py)
-    # None = the loss's own default (trainer/losses.py): Adam 2e-4 (0.5, 0.99) for bce, (0.5, 0.999) for hinge
-    # and lsgan, 1e-4 (0, 0.9) for wgan-gp
-    lr_g: float | None = None
-    lr_d: float | None = None
-    beta1: float | None = None
-    beta2: float | None = None
-    n_critic: int | None = None  # D steps per G step; None = 5 for wgan-gp, else 1
-    gp_weight: float = 10.0  # the gradient penalty's weight (wgan-gp)
-    d_norm: str = "auto"  # D's normalisation: batch, layer, none; auto = layer for wgan-gp, else batch
-    spectral_norm: bool = False
-    # gamma of the R1 penalty on real images (Mescheder et al. 2018); 0 = off; None = the loss's (0.1 for bce, else 0)
-    r1: float | None = None
-    # share of D's "fake" side given to real images with wrong labels (matching-aware D, Reed et al. 2016);
-    # 0 = off; conditional runs only
-    mismatch: float = 0.0
-    # weight of G's auxiliary classification loss (AC-GAN, Odena et al. 2017): D also holds a classifier, trained
-    # on real images only, and G is asked to make its images read as the digit asked for; 0 = off; None = the
-    # loss's (trainer/losses.py) where the model has labels, else 0
-    aux_weight: float | None = None
-    # decay both learning rates linearly to 0 over the last N epochs; 0 = constant; None = the last 40% of
-    # --epochs, which follows --epochs on --resume (constant, then linear decay, as CycleGAN schedules it;
-    # docs/experiments.md measured 2-7 of 10 epochs)
-    lr_decay_epochs: int | None = None
-    real_label: float = 1.0
-    fake_label: float = 0.0
-    device: str = "auto"
-    precision: str = "auto"
-    compile: bool = False  # torch.compile G and D: opt-in, no gain measured on CPU
-    seed: int = 0
-    out: str = "artifacts"
-    data_dir: str | None = None
-    limit: int | None = None
-    resume: str | None = None
-    save_every: int = 5
-    sample_every: int = 1
-    log_every: int = 50
-    eval_every: int = 1  # epochs between FID evaluations; 0 = never
-    eval_samples: int = 10_000
-    # decay of an exponential moving average of G's weights (evaluated and exported); 0 = none. 0.999 (about the
-    # last 1,000 steps; less early on, as it ramps up): with R1's jumpier live G, ahead of 0.99 at 10 epochs
-    # on both seeds tried (docs/experiments.md)
-    ema: float = 0.999
-    keep: str = "best"  # generator.pth from the best-FID epoch, or the last
-    tensorboard: bool = True  # event files under OUT/tensorboard
-    wandb: str | None = None  # a W&B project to log to as well
-    # time-to-quality: the wall time at which the selection FID first falls to this. 8.4 is the FID against the
-    # training images of the model bundled before #12 (test set: 9.64), the quality #12 asks for in 10 epochs
-    quality_fid: float = 8.4
+    epochs: int = option(30, "epochs to train in total")
+    batch_size: int = option(64, "images per step and per process; under torchrun with N processes a step trains "
+                             "on N x batch-size images; nothing, learning rates included, is rescaled", locked=True)
+    latent_dim: int = option(ModelConfig.latent_dim, "size of the noise vector z", locked=True)
+    g_width: int = option(ModelConfig.g_width, "G's width, ngf in pytorch/examples", locked=True)
+    d_width: int = option(ModelConfig.d_width, "D's width, ndf in pytorch/examples", locked=True)
+    d_blocks: int = option(ModelConfig.d_blocks, "3x3 conv blocks D adds at its smallest map, 7x7 for MNIST; "
+                           "0 = the DCGAN paper's D", locked=True, before=0)
+    dataset: str = option("mnist", "mnist (bundled); fashion-mnist, kmnist or idx (IDX files), cifar10 (binary "
+                          "version) or folder (PNG/JPEG, one subfolder per class or flat) read from --data-dir",
+                          locked=True)
+    image_size: int | None = option(None, "28, 32 or 64 (default: the data set's own: 28 for IDX sets, 32 for "
+                                    "CIFAR-10, 64 for folders; 64 is the DCGAN paper's stack)", locked=True)
+    channels: int | None = option(None, "1 grey or 3 RGB (default: the data's own)", locked=True)
+    unconditional: bool = option(False, "train the classic DCGAN, whose G ignores labels", locked=True,
+                                 action="store_true")
+    loss: str = option("bce", "bce (the non-saturating DCGAN loss), hinge or wgan-gp (Gulrajani et al. 2017); "
+                       "each brings its own defaults below", locked=True)
+    lr_g: float | None = option(None, f"generator learning rate (default: the loss's, {per_loss('lr')})",
+                                locked=True)
+    lr_d: float | None = option(None, f"discriminator learning rate (default: the loss's, {per_loss('lr')})",
+                                locked=True)
+    beta1: float | None = option(None, "Adam beta1 (default: the loss's, "
+                                 f"{', '.join(f'{n} {loss.betas[0]}' for n, loss in LOSSES.items())})", locked=True)
+    beta2: float | None = option(None, "Adam beta2 (default: the loss's, "
+                                 f"{', '.join(f'{n} {loss.betas[1]}' for n, loss in LOSSES.items())})", locked=True)
+    n_critic: int | None = option(None, f"D (critic) steps per G step (default: the loss's, {per_loss('n_critic')})",
+                                  locked=True)
+    gp_weight: float = option(10.0, "weight of the gradient penalty, wgan-gp only", locked=True)
+    d_norm: str = option("auto", "D's normalisation: batch, layer or none (default auto: the loss's, "
+                         f"{per_loss('d_norm')})", locked=True)
+    spectral_norm: bool = option(False, "spectral norm on every D layer, for any loss", locked=True,
+                                 action="store_bool")
+    r1: float | None = option(None, "R1 penalty (Mescheder et al. 2018) on D's gradient at real images, weight "
+                              f"GAMMA/2, applied every {R1_EVERY}th D step; any loss; 0 = off (default: the loss's, "
+                              f"{per_loss('r1')})", locked=True, before=0.0, metavar="GAMMA")
+    aux_weight: float | None = option(None, "auxiliary classifier (AC-GAN, Odena et al. 2017): D also learns to "
+                                      "classify real images without their labels, and G's loss adds W x its error "
+                                      "on G's images; conditional runs; 0 = off (default: the loss's, "
+                                      f"{per_loss('aux_weight')}; 0 for data without classes)",
+                                      locked=True, before=0.0, metavar="W")
+    lr_decay_epochs: int | None = option(None, "decay both learning rates linearly to 0 over the last N epochs; "
+                                         "0 = constant (default: the last 40%%, round(0.4 x --epochs))", locked=True)
+    real_label: float = option(1.0, "D's target for real images, e.g. 0.9 for smoothing", locked=True)
+    fake_label: float = option(0.0, "D's target for generated images", locked=True)
+    device: str = option("auto", "auto (CUDA when present), cpu, cuda or cuda:N")
+    precision: str = option("auto", "auto = bf16 autocast where supported", locked=True,
+                            choices=["auto", "fp32", "bf16"])
+    compile: bool = option(False, "torch.compile G and D: for CUDA runs (no gain on CPU: docs/performance.md)",
+                           action="store_bool")
+    seed: int = option(0, "seed for weights, batches and noise", locked=True)
+    out: str = option("artifacts", "output folder")
+    data_dir: str | None = option(None, "where the --dataset files are (MNIST: the bundled copy unless given)",
+                                  locked=True)
+    limit: int | None = option(None, "train on the first N images only (quick tries and tests)", locked=True)
+    resume: str | None = option(None, "continue from OUT/checkpoints/last.pt, or from the given checkpoint",
+                                nargs="?", const="last")
+    save_every: int = option(5, "also keep checkpoints/epoch_NNN.pt every N epochs")
+    sample_every: int = option(1, "write samples/epoch_NNN.png every N epochs")
+    log_every: int = option(50, "read metrics from the device every N steps")
+    eval_every: int = option(1, "compute FID (as mnist-gen score does) every N epochs; 0 = never")
+    eval_samples: int = option(SCORE_IMAGES, "images per FID evaluation")
+    ema: float = option(0.999, "keep an exponential moving average of G's weights with this decay and evaluate, "
+                        "sample and export it; 0 = off, the live G", locked=True)
+    keep: str = option("best", "generator.pth from the best-FID epoch or the last", choices=["best", "last"])
+    tensorboard: bool = option(True, "write TensorBoard event files to OUT/tensorboard", action="store_bool")
+    wandb: str | None = option(None, "log to this Weights & Biases project too (pip install -e \".[wandb]\"; "
+                               "WANDB_MODE=offline works without network)", metavar="PROJECT")
+    quality_fid: float = option(8.4, "report the wall time at which the selection FID (vs training-set "
+                                "statistics) first falls to this")
 
     def __post_init__(self):
         """Options left to the loss take its defaults (an unknown loss is left for validate() to refuse)."""
         loss = LOSSES.get(self.loss)
         if loss is None:
             return
-        for name, default in {"lr_g": loss.lr, "lr_d": loss.lr, "beta1": loss.betas[0], "beta2": loss.betas[1],
-                              "n_critic": loss.n_critic, "r1": loss.r1}.items():
-            if getattr(self, name) is None:
-                setattr(self, name, default)
-        if self.d_norm == "auto":
-            self.d_norm = loss.d_norm
+        defaults = {"lr_g": loss.lr, "lr_d": loss.lr, "beta1": loss.betas[0], "beta2": loss.betas[1],
+                    "n_critic": loss.n_critic, "r1": loss.r1, "d_norm": loss.d_norm}
+        for name, default in defaults.items():
+            if getattr(self, name) in (None, "auto"):
+                object.__setattr__(self, name, default)  # still being built: frozen from here on
 
     def validate(self) -> None:
         if self.loss not in LOSSES:
@@ -127,8 +151,6 @@ class TrainConfig:
             raise UserError(f"--keep must be best or last, got {self.keep}")
         if not 0 <= self.r1 < math.inf:
             raise UserError(f"--r1 must be >= 0, e.g. 0.1 (0 = off), got {self.r1}")
-        if not 0 <= self.mismatch < 1:
-            raise UserError(f"--mismatch must be in [0, 1), e.g. 0.5 (0 = off), got {self.mismatch}")
         if self.aux_weight is not None and not 0 <= self.aux_weight < math.inf:
             raise UserError(f"--aux-weight must be >= 0, e.g. 0.2 (0 = off), got {self.aux_weight}")
         if not self.gp_weight > 0:
@@ -150,6 +172,21 @@ class TrainConfig:
         """The epochs at the end of the run over which the learning rates fall to 0."""
         return round(0.4 * self.epochs) if self.lr_decay_epochs is None else self.lr_decay_epochs
 
+    def for_data(self, data: Dataset, world_size: int = 1) -> TrainConfig:
+        """This config completed by the data it trains on: its image size and channels, --aux-weight's default."""
+        if self.batch_size * world_size > len(data.images):
+            per_rank = f" x {world_size} processes" if world_size > 1 else ""
+            raise UserError(f"--batch-size {self.batch_size}{per_rank} is larger than the training set "
+                            f"({len(data.images)} images)")
+        conditional = data.num_classes > 0 and not self.unconditional
+        if not conditional and self.aux_weight:
+            why = "--unconditional" if self.unconditional else "the data has no classes (a flat folder)"
+            raise UserError(f"--aux-weight needs labels, and this run has none: {why}")
+        aux_weight = self.aux_weight
+        if aux_weight is None:  # the loss's default, where there are labels to classify
+            aux_weight = LOSSES[self.loss].aux_weight if conditional else 0.0
+        return replace(self, image_size=data.images.shape[1], channels=data.channels, aux_weight=aux_weight)
+
     def model_config(self, data: Dataset) -> ModelConfig:
         """The model for this data: its size and channels, its classes unless --unconditional."""
         conditional = data.num_classes > 0 and not self.unconditional
@@ -161,3 +198,17 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def load_training_data(cfg: TrainConfig) -> Dataset:
+    data = load_dataset(cfg.dataset, "train", cfg.data_dir, cfg.image_size, cfg.channels)
+    return data.take(cfg.limit) if cfg.limit is not None else data
+
+
+def locked_options() -> list[str]:
+    return [f.name for f in fields(TrainConfig) if f.metadata["locked"]]
+
+
+def values_before(name: str) -> object:
+    """The value a checkpoint written before option `name` existed trained with (MISSING: no such case)."""
+    return TrainConfig.__dataclass_fields__[name].metadata["before"]

@@ -8,13 +8,14 @@ no part in choosing the epoch.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from infer.errors import UserError
-from infer.score import classify, feature_stats, load_classifier, score_generator, scorer_input
+from infer.protocol import SCORE_BATCH, SCORE_IMAGES, SCORE_SEED
+from infer.score import CLASSIFIER, check_scorer_fits, classify, feature_stats, load_classifier, score_generator
 
 from .data import Dataset
 from .model import Generator, ModelConfig, evaluating
@@ -35,22 +36,21 @@ def reference_stats(session, data: Dataset, num_classes: int, chunk: int = 5000)
 class Evaluator:
     """Scores G on the noise and labels `mnist-gen score --n N --seed S` uses, against the given statistics."""
 
-    def __init__(self, session, stats: dict, n: int = 10_000, seed: int = 0, batch_size: int = 500):
+    def __init__(self, session, stats: dict, n: int = SCORE_IMAGES, seed: int = SCORE_SEED,
+                 batch_size: int = SCORE_BATCH):
         self.session, self.stats = session, stats
         self.n, self.seed, self.batch_size = n, seed, batch_size
 
     @classmethod
-    def for_run(cls, model_cfg: ModelConfig, data: Dataset, n: int = 10_000, scorer: Path | None = None) -> Evaluator:
+    def for_run(cls, model_cfg: ModelConfig, data: Dataset, n: int = SCORE_IMAGES,
+                scorer: Path | None = None) -> Evaluator:
         """The scorer's classifier (bundled MNIST, or `scorer`) with the training images as the reference.
 
         Only the classifier is read: its test-set statistics are not opened during training.
         """
         session = load_classifier(scorer)
-        channels, classes = scorer_input(session)[0], session.get_outputs()[0].shape[1]
-        where = scorer or "the bundled MNIST scorer"
-        if channels != model_cfg.channels or (model_cfg.conditional and classes != model_cfg.num_classes):
-            raise UserError(f"{where} reads {channels}-channel images of {classes} classes; this model makes "
-                            f"{model_cfg.channels}-channel images of {model_cfg.num_classes} classes")
+        check_scorer_fits(session, model_cfg.channels, model_cfg.num_classes, str(scorer or "the bundled MNIST scorer"))
+        classes = session.get_outputs()[0].shape[1]
         return cls(session, reference_stats(session, data, classes), n)
 
     @torch.no_grad()
@@ -67,3 +67,39 @@ class Evaluator:
                                      self.n, self.seed, self.batch_size)
         scores.pop("digit_share")
         return scores
+
+
+def evaluator_for_run(cfg, model_cfg: ModelConfig, data: Dataset, out: Path) -> Evaluator | None:
+    """FID needs a scorer for this data: OUT/scorer (python -m trainer.classifier), or the bundled MNIST one.
+
+    Its reference is the training images, so choosing the best epoch never looks at the test set.
+    None (with a note) where no scorer fits the data.
+    """
+    own = out / "scorer"
+    if (own / CLASSIFIER.name).is_file():
+        return Evaluator.for_run(model_cfg, data, cfg.eval_samples, scorer=own)
+    if cfg.dataset == "mnist" and cfg.channels == 1:
+        return Evaluator.for_run(model_cfg, data, cfg.eval_samples)
+    print(f"note: no scorer for {cfg.dataset} data, so no FID or best-epoch selection; build one "
+          f"with python -m trainer.classifier --dataset {cfg.dataset} --data-dir DIR --out {own}", file=sys.stderr)
+    return None
+
+
+def score_epoch(evaluator: Evaluator, sampler: Generator, live: Generator | None) -> dict:
+    """The selection FID of the G users get (against the training images), and the live G's beside it (--ema)."""
+    scores = evaluator(sampler)
+    scores["fid_train"] = scores.pop("fid")  # against the training images: selection, not the report
+    if live is not None:  # what the average buys, epoch by epoch
+        scores["fid_live"] = evaluator(live)["fid"]
+    return scores
+
+
+def select(state, scores: dict, epoch: int, quality_fid: float) -> bool:
+    """Record an epoch's scores in the run's state: time-to-quality, and whether it is the best epoch so far."""
+    if not state.quality_epoch and scores["fid_train"] <= quality_fid:
+        state.quality_epoch, state.quality_wall_s = epoch, state.wall_s
+        scores["time_to_quality_s"] = state.wall_s
+    improved = scores["fid_train"] < state.best_fid
+    if improved:
+        state.best_fid, state.best_epoch = scores["fid_train"], epoch
+    return improved

@@ -63,7 +63,7 @@ class Health:
     """Green = healthy, yellow = warning, red = failure; with the reason in words.
 
     What "D has won" and "D stuck" mean depends on the loss (trainer/losses.py): a probability near
-    1 and 0 for bce and lsgan, both margins passed for hinge, a large Wasserstein estimate for wgan-gp.
+    1 and 0 for bce, both margins passed for hinge, a large Wasserstein estimate for wgan-gp.
     """
 
     def __init__(self, loss, window: int = 3):

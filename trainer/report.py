@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from infer.errors import UserError
+from infer.protocol import SCORE_IMAGES
 from infer.score import load_scorer
 
 from .checkpoint import generator_from_file, load_file
@@ -33,7 +34,7 @@ def selection_fids(run: Path, key: str = "fid_train") -> dict[int, float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m trainer.report", description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path, help="a training run's --out folder (with checkpoints/epoch_NNN.pt)")
-    parser.add_argument("--n", type=int, default=10_000, help="images per score (default 10000)")
+    parser.add_argument("--n", type=int, default=SCORE_IMAGES, help=f"images per score (default {SCORE_IMAGES})")
     parser.add_argument("--live", action="store_true", help="score the live G of an --ema run, not the averaged one")
     parser.add_argument("--scorer", type=Path, help="a scorer folder for other data (default: RUN/scorer when there, "
                         "else the bundled MNIST one)")

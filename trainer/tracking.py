@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from infer.errors import UserError
+from infer.errors import UserError, first_line
 
 WANDB_INIT_TIMEOUT_S = 30  # then W&B goes offline (files under OUT/wandb, `wandb sync` later), training goes on
 
@@ -81,7 +81,7 @@ def _start_wandb(project: str, out: Path, options: dict):
     try:
         return start(None)  # WANDB_MODE decides: online by default
     except Exception as e:  # no API key, no network, service down: keep the figures locally
-        reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        reason = first_line(e)
         print(f"note: W&B is not reachable ({reason}); logging offline to {out / 'wandb'} "
               "(upload later with wandb sync)", file=sys.stderr)
         return start("offline")
