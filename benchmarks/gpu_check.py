@@ -80,24 +80,10 @@ def steady_rate(out: Path) -> float:
 # ---- the checks: each returns its figure, or raises Failed / Skipped ---------------------------------
 
 
-def has_kernels(capability: tuple[int, int], archs: list[str]) -> bool:
-    """Whether a torch built for `archs` (torch.cuda.get_arch_list()) runs on a GPU of this capability.
-
-    sm_XY machine code runs on capability X.Y and newer minors of the same major; compute_XY (PTX) is
-    compiled by the driver for any capability from X.Y on.
-    """
-    for arch in archs:
-        kind, _, digits = arch.partition("_")
-        digits = "".join(c for c in digits if c.isdigit())  # sm_90a -> 90
-        built = (int(digits[:-1]), int(digits[-1]))
-        if (kind == "sm" and built[0] == capability[0] and built[1] <= capability[1]) or \
-                (kind == "compute" and built <= capability):
-            return True
-    return False
-
-
 def check_device(work: Path) -> str:
     import torch
+
+    from trainer.device import has_kernels
 
     index = torch.cuda.current_device()
     capability = torch.cuda.get_device_capability(index)
