@@ -40,7 +40,7 @@ def last_line_is_the_error(err: str) -> None:
 @pytest.fixture(scope="module")
 def one_epoch_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
-    result = python_m("trainer", *QUICK, "--epochs", "1", "--out", str(out))
+    result = python_m("trainer", *QUICK, "--epochs", "1", "--sample-every-steps", "2", "--out", str(out))
     assert result.returncode == 0, result.stderr
     return out, result
 
@@ -76,6 +76,12 @@ def test_metrics_samples_and_config(one_epoch_run):
     assert 0 <= records[-1]["d_x"] <= 1 and records[-1]["health"] in ("green", "yellow", "red")
     grid = np.asarray(Image.open(out / "samples" / "epoch_001.png"))
     assert grid.shape == (2 * (10 * 30 + 2), 2 * (10 * 30 + 2))  # 10 rows (one per digit) x 10, upscaled 2x
+    # the collage of the epochs' grids (at 1x, 8 px apart), and --sample-every-steps 2's grids within the epoch
+    collage = np.asarray(Image.open(out / "training_progress.png"))
+    assert collage.shape == (10 * 30 + 2 + 16,) * 2 and (collage[8:-8, 8:-8] == grid[::2, ::2]).all()
+    steps = sorted(p.name for p in (out / "samples").glob("step_*.png"))
+    assert steps == ["step_0000002.png", "step_0000004.png"]
+    assert np.asarray(Image.open(out / "samples" / steps[-1])).shape == grid.shape
     config = json.loads((out / "config.json").read_text())
     assert config["resolved"]["device"] == "cpu" and config["config"]["epochs"] == 1
     assert "torch" in config["versions"]
@@ -98,7 +104,7 @@ def _assert_bitwise_equal(a, b):
 
 def test_the_default_run_averages_g_and_decays_the_rates_over_its_last_40_percent(tmp_path):
     steps = 4  # --limit 256 at --batch-size 64
-    assert python_m("trainer", *QUICK, "--epochs", "2", "--save-every", "1", "--out", str(tmp_path)).returncode == 0
+    assert main([*QUICK, "--epochs", "2", "--save-every", "1", "--out", str(tmp_path)]) == 0
 
     def rates(epoch):
         checkpoint = torch.load(tmp_path / f"checkpoints/epoch_{epoch:03d}.pt", weights_only=True)
@@ -116,17 +122,18 @@ def test_the_default_run_averages_g_and_decays_the_rates_over_its_last_40_percen
     assert not all(torch.equal(exported[k], v) for k, v in checkpoint["generator"]["state_dict"].items())
 
 
-def test_resume_is_bitwise_exact(tmp_path):
+def test_resume_is_bitwise_exact(tmp_path, capsys):
     # The default schedule (decay over the last 40% of --epochs) follows --epochs when a run is extended:
     # 1 epoch, then --resume --epochs 2, is the 2-epoch run. The averaged G must resume exactly too.
     opts = [*QUICK, "--precision", "fp32", "--ema", "0.9"]
     straight, split = tmp_path / "straight", tmp_path / "split"
-    assert python_m("trainer", *opts, "--epochs", "2", "--out", str(straight)).returncode == 0
-    assert python_m("trainer", *opts, "--epochs", "1", "--out", str(split)).returncode == 0
-    resumed = python_m("trainer", "--resume", "--epochs", "2", "--out", str(split))
-    assert resumed.returncode == 0, resumed.stderr
+    assert main([*opts, "--epochs", "2", "--out", str(straight)]) == 0
+    assert main([*opts, "--epochs", "1", "--out", str(split)]) == 0
+    capsys.readouterr()
+    assert main(["--resume", "--epochs", "2", "--out", str(split)]) == 0
     # The last line says what this process did, and what the run holds.
-    assert "done: trained epoch 2 in" in resumed.stderr and "the run holds 2 epochs" in resumed.stderr
+    resumed = capsys.readouterr().err
+    assert "done: trained epoch 2 in" in resumed and "the run holds 2 epochs" in resumed
     weights = _weights(split / "checkpoints/last.pt")
     assert any(k.startswith("EMA.") for k in weights)
     _assert_bitwise_equal(_weights(straight / "checkpoints/last.pt"), weights)
@@ -236,7 +243,7 @@ def test_out_of_memory_while_training_is_one_line(tmp_path):
         resource.setrlimit(resource.RLIMIT_AS, (6 << 30, 6 << 30))
 
     command = [sys.executable, "-m", "trainer", "--limit", "4096", "--batch-size", "4096", "--image-size", "64",
-               "--epochs", "1", "--eval-every", "0", "--out", str(tmp_path)]
+               "--epochs", "1", "--eval-every", "0", "--device", "cpu", "--out", str(tmp_path)]
     result = subprocess.run(command, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300,
                             preexec_fn=limit_memory)
     assert result.returncode == 2, result.stderr
@@ -253,7 +260,7 @@ def test_a_run_sweeps_the_temporary_files_a_killed_run_left(tmp_path):
         path.write_bytes(b"half a file")
     mine = out / "notes.tmp"  # not a name atomic writes use: left alone
     mine.write_text("keep")
-    assert python_m("trainer", *QUICK, "--epochs", "1", "--out", str(out)).returncode == 0
+    assert main([*QUICK, "--epochs", "1", "--out", str(out)]) == 0
     assert not any(p.exists() for p in stale) and mine.exists()
 
 
@@ -332,12 +339,11 @@ def test_a_checkpoint_from_before_d_blocks_resumes_with_the_papers_d(tmp_path):
     assert resumed["epoch"] == 2 and resumed["config"]["d_blocks"] == 0
 
 
-def test_model_widths_train_export_and_generate(tmp_path):
+def test_model_widths_train_export_and_generate(tmp_path, capsys):
     """--g-width/--d-width (ngf/ndf) and --d-blocks shape the models, travel with generator.pth to ONNX, and lock
     on resume."""
-    result = python_m("trainer", *QUICK, "--epochs", "1", "--g-width", "16", "--d-width", "96", "--d-blocks", "2",
-                      "--out", str(tmp_path))
-    assert result.returncode == 0, result.stderr
+    assert main([*QUICK, "--epochs", "1", "--g-width", "16", "--d-width", "96", "--d-blocks", "2",
+                 "--out", str(tmp_path)]) == 0
     g = torch.load(tmp_path / "generator.pth", weights_only=True)
     d = torch.load(tmp_path / "discriminator.pth", weights_only=True)
     assert g["state_dict"]["main.0.weight"].shape[1] == 16 * 4  # the 28 px stack's first layer: 4 x ngf
@@ -350,11 +356,13 @@ def test_model_widths_train_export_and_generate(tmp_path):
                      "--out", str(tmp_path / "grid.png"))
     assert drawn.returncode == 0, drawn.stderr
     assert Image.open(tmp_path / "grid.png").size[0] > 28
-    refused = python_m("trainer", "--resume", "--epochs", "2", "--d-width", "64", "--out", str(tmp_path))
-    assert refused.returncode == 2 and "--d-width 64 does not match the checkpoint (96)" in refused.stderr
-    assert_one_line_error(refused)
-    refused = python_m("trainer", "--resume", "--epochs", "2", "--d-blocks", "0", "--out", str(tmp_path))
-    assert refused.returncode == 2 and "--d-blocks 0 does not match the checkpoint (2)" in refused.stderr
+    capsys.readouterr()
+    for option, saved in (("--d-width", 96), ("--d-blocks", 2)):  # locked on resume
+        given = "64" if option == "--d-width" else "0"
+        assert main(["--resume", "--epochs", "2", option, given, "--out", str(tmp_path)]) == 2
+        err = capsys.readouterr().err
+        assert err == f"error: {option} {given} does not match the checkpoint ({saved}); drop it to resume, or start " \
+                      "a new run in another --out\n"
 
 
 def test_keep_last_exports_the_final_epochs_averaged_g(tmp_path, capsys):

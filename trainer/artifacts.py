@@ -59,6 +59,15 @@ def save_progress_gif(samples_dir: Path, path: Path) -> None:
         save_gif(path, frames)
 
 
+def save_progress_collage(samples_dir: Path, path: Path, columns: int = 5) -> None:
+    """training_progress.png: every epoch's sample grid side by side, oldest first (the GIF, as one picture)."""
+    from PIL import Image
+
+    grids = [np.asarray(Image.open(p))[::2, ::2] for p in sorted(samples_dir.glob("epoch_*.png"))]  # 1x, not 2x
+    if grids:
+        save_png(path, make_grid(np.stack(grids), columns, padding=8, pad_value=255))
+
+
 def save_real_vs_fake(generator: Generator, real: torch.Tensor, real_labels: torch.Tensor, path: Path) -> None:
     """Real images on the left, generated ones (same labels) on the right, 64 of each."""
     real, real_labels = real[:64].cpu(), real_labels[:64].cpu()

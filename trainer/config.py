@@ -91,6 +91,8 @@ class TrainConfig:
                                 nargs="?", const="last")
     save_every: int = option(5, "also keep checkpoints/epoch_NNN.pt every N epochs")
     sample_every: int = option(1, "write samples/epoch_NNN.png every N epochs")
+    sample_every_steps: int = option(0, "also write samples/step_NNNNNNN.png every N steps, to watch a run "
+                                     "within an epoch; 0 = off")
     log_every: int = option(50, "read metrics from the device every N steps")
     eval_every: int = option(1, "compute FID (as mnist-gen score does) every N epochs; 0 = never")
     eval_samples: int = option(SCORE_IMAGES, "images per FID evaluation")
@@ -143,6 +145,8 @@ class TrainConfig:
                 raise UserError(f"--{name} must be in [0, 1], got {value}")
         if self.limit is not None and self.limit < self.batch_size:
             raise UserError(f"--limit {self.limit} is smaller than one batch ({self.batch_size})")
+        if self.sample_every_steps < 0:
+            raise UserError(f"--sample-every-steps must be >= 0 (0 = off), got {self.sample_every_steps}")
         if self.eval_every < 0:
             raise UserError(f"eval every must be >= 0, got {self.eval_every}")
         if self.eval_samples <= 128:

@@ -6,6 +6,7 @@ import math
 from collections import deque
 
 import torch
+from torch import nn
 
 from .distributed import Distributed
 
@@ -29,34 +30,42 @@ class RunningMetrics:
         self.nonfinite += (~torch.isfinite(values)).any()
         self.count += 1
 
-    def read(self, dist: Distributed | None = None) -> tuple[dict, int]:
-        """Means since the last read, and how many of those steps had a non-finite value (one sync).
+    def read(self, dist: Distributed | None = None, **extra: torch.Tensor) -> tuple[dict, int]:
+        """Means since the last read, the `extra` scalars (device tensors) beside them, and how many of those steps
+        had a non-finite value: one device-to-host transfer per log point.
 
         Under torchrun: the mean over the ranks, and the most non-finite steps any rank had, so every
         rank logs (and stops on) the same figures.
         """
         means, nonfinite = self.sums / max(self.count, 1), self.nonfinite
+        if extra:
+            means = torch.cat([means, torch.stack([v.float() for v in extra.values()])])
         if dist is not None:
             means, nonfinite = dist.mean(means), dist.max(nonfinite)
-        values = means.tolist()
-        nonfinite = int(nonfinite)
+        *values, nonfinite = torch.cat([means, nonfinite.view(1).to(means.dtype)]).tolist()
         self.sums.zero_()
         self.nonfinite.zero_()
         self.count = 0
-        return dict(zip(self.names, values, strict=True)), nonfinite
+        return dict(zip(self.names + tuple(extra), values, strict=True)), int(nonfinite)
 
 
 @torch.no_grad()
-def within_class_spread(images: torch.Tensor, labels: torch.Tensor | None) -> float:
-    """Mean per-pixel std across images of the same label (all images when unconditional).
+def within_class_spread(images: torch.Tensor, labels: torch.Tensor | None, num_classes: int = 0) -> torch.Tensor:
+    """Mean per-pixel std across images of the same label (all images when unconditional), on the device.
 
-    A generator that draws one image per digit (mode collapse) drives this towards 0.
+    A generator that draws one image per digit (mode collapse) drives this towards 0. Classes with
+    fewer than two images in the batch are left out; NaN when none has two.
     """
     images = images.detach().float().flatten(1)
     if labels is None:
-        return float(images.std(dim=0).mean())
-    spreads = [images[labels == c].std(dim=0).mean() for c in labels.unique() if (labels == c).sum() > 1]
-    return float(torch.stack(spreads).mean()) if spreads else float("nan")
+        return images.std(dim=0).mean()
+    members = nn.functional.one_hot(labels, num_classes).T.float()  # [classes, images]
+    counts = members.sum(1)
+    means = members @ images / counts.clamp(min=1)[:, None]
+    variances = members @ (images - means[labels]) ** 2 / (counts - 1).clamp(min=1)[:, None]
+    spreads = variances.sqrt().mean(1)
+    present = counts > 1
+    return (spreads * present).sum() / present.sum()  # 0/0 = NaN when no class has two images
 
 
 class Health:

@@ -174,26 +174,36 @@ def train_epoch(run: Run, epoch: int, metrics: RunningMetrics, health: Health, p
                 record = log_point(run, metrics, health, real, labels, result.fake, images_since / (now - tick))
                 tick, images_since = now, 0
                 bar.log_point(record, s.step_in_epoch)
+            if cfg.sample_every_steps and s.global_step % cfg.sample_every_steps == 0 and run.dist.is_main:
+                sample_within_epoch(run)
             if stop.requested():  # every rank stops at the same step
                 raise Interrupted
     finally:
         bar.close()
 
 
+def sample_within_epoch(run: Run) -> None:
+    """--sample-every-steps: the G users get, drawn on the epochs' fixed noise. The average gets BatchNorm statistics
+    of its own first, as at each epoch's end (deterministic: training and resume are unchanged)."""
+    if run.ema is not None:
+        run.ema.recalibrate()
+    path = run.out / "samples" / f"step_{run.state.global_step:07d}.png"
+    run.tracking.image("samples", artifacts.save_sample_grid(run.sampler, path), run.state.global_step)
+
+
 def log_point(run: Run, metrics: RunningMetrics, health: Health, real, labels, fake, images_per_s: float) -> dict:
     """The metrics since the last log point, read from the device; a non-finite loss stops the run."""
-    s = run.state
-    values, nonfinite = metrics.read(run.dist)
+    s, model_cfg = run.state, run.generator.cfg
+    cond = labels if model_cfg.conditional else None
+    spread = within_class_spread(fake, cond, model_cfg.num_classes)
+    diversity = spread / within_class_spread(real, cond, model_cfg.num_classes).clamp(min=1e-8)
+    values, nonfinite = metrics.read(run.dist, pixel_diversity=diversity)  # averaged over the ranks' batches too
     if nonfinite:
         # Once a loss is non-finite the weights are poisoned, so every later step is too.
         bad_step = s.global_step - nonfinite + 1
         raise NonFiniteLoss(f"non-finite loss at epoch {s.epoch + 1}, step {bad_step}; training stopped "
                             f"(try a lower learning rate); {run.files.last_good(s.epoch)}")
-    cond = labels if run.generator.cfg.conditional else None
-    diversity = within_class_spread(fake, cond) / max(within_class_spread(real, cond), 1e-8)
-    diversity = run.dist.mean(torch.tensor([diversity], dtype=torch.float64)).item()  # over the ranks' batches
-    record = {"epoch": s.epoch + 1, "step": s.global_step, **values, "pixel_diversity": diversity,
-              "images_per_s": images_per_s}
+    record = {"epoch": s.epoch + 1, "step": s.global_step, **values, "images_per_s": images_per_s}
     record["health"], record["health_reason"] = health.update(record)
     log(run, record)
     return record
@@ -242,6 +252,7 @@ def epoch_outputs(run: Run, epoch: int, scores: dict | None, improved: bool) -> 
         grid = artifacts.save_sample_grid(run.sampler, out / "samples" / f"epoch_{epoch:03d}.png")
         run.tracking.image("samples", grid, s.global_step)
         artifacts.save_progress_gif(out / "samples", out / "progress.gif")
+        artifacts.save_progress_collage(out / "samples", out / "training_progress.png")
     shown = run.step.loss.shown
     artifacts.save_loss_curve(s.history, out / "loss_curve.png", shown)
     last = [h for h in s.history if "loss_d" in h][-1]
