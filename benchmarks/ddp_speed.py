@@ -4,7 +4,9 @@ The same single process on one thread runs too, so "more processes" and "fewer t
 apart. Both sides are the real command on the same images, epochs and global batch (N x batch/N per rank), one
 after the other: `python -m trainer` against `torchrun --nproc_per_node N -m trainer`. Reported: the
 training throughput (images/s of the whole run, the mean of its log points after the first, from
-metrics.jsonl) and the wall time of each command, start-up included.
+metrics.jsonl) and the wall time of each command, start-up included. Every run is on the CPU (`--device cpu`),
+also on a machine with a GPU, where `auto` would give rank 1 cuda:1 and a one-GPU machine has none;
+benchmarks/gpu_check.py runs torchrun on CUDA (NCCL).
 
     python benchmarks/ddp_speed.py                          # 2 processes x 1 thread vs 1 x 2 (and 1 x 1), 8,192 images
     python benchmarks/ddp_speed.py --limit 60000 --epochs 2 # the full set
@@ -55,7 +57,7 @@ def main() -> None:
     n = args.processes
     if args.quick:
         args.limit, args.epochs, args.log_every = 512, 1, 2
-    common = ["--limit", str(args.limit), "--epochs", str(args.epochs), "--eval-every", "0",
+    common = ["--device", "cpu", "--limit", str(args.limit), "--epochs", str(args.epochs), "--eval-every", "0",
               "--log-every", str(args.log_every), "--sample-every", "1000", "--no-tensorboard",
               *(["--g-width", "8", "--d-width", "8"] if args.quick else [])]
     print(f"{args.limit} images x {args.epochs} epoch(s), global batch {args.batch_size}, "

@@ -1,7 +1,8 @@
 """Inference: `mnist-gen` (onnxruntime) against the smallest honest torch script, side by side.
 
 1. Cold start: wall time and peak RSS of a whole process that writes a 64-digit grid PNG
-   (torch script, mnist-gen on the fp32 model, mnist-gen on the int8 model).
+   (torch script, mnist-gen on the fp32 model, mnist-gen on the int8 model), all on the CPU, also on a
+   machine with a GPU (`--provider cpu`): CUDA figures come from benchmarks/gpu_check.py.
 2. Throughput: onnxruntime against torch eager on the same model at batch 1, 64 and 256, with what
    each onnxruntime setting tried gave (threads, IO binding, fp16, int8, the exporter's sub-pixel rewrite).
 
@@ -59,9 +60,12 @@ def cold_start(pth: Path, onnx_path: Path, int8_path: Path, runs: int, tmp: Path
     script = tmp / "torch_grid.py"
     script.write_text(TORCH_SCRIPT)
     cli = str(Path(sys.executable).with_name("mnist-gen"))
+    cpu = ["--provider", "cpu"]  # the torch script runs on the CPU: compare like with like
     commands = {
-        "mnist-gen": [cli, "infer", "--model", str(onnx_path), "--n", "64", "--seed", "0", "--out", str(tmp / "a.png")],
-        "int8": [cli, "infer", "--model", str(int8_path), "--n", "64", "--seed", "0", "--out", str(tmp / "c.png")],
+        "mnist-gen": [cli, "infer", "--model", str(onnx_path), *cpu, "--n", "64", "--seed", "0",
+                      "--out", str(tmp / "a.png")],
+        "int8": [cli, "infer", "--model", str(int8_path), *cpu, "--n", "64", "--seed", "0",
+                 "--out", str(tmp / "c.png")],
         "torch": [sys.executable, str(script), str(pth), str(tmp / "b.png")],
     }
     results = {name: [] for name in commands}

@@ -85,6 +85,9 @@ def print_parity(report, check: bool) -> None:
     for provider, diffs in report.parity.items():
         figures = ", ".join(f"batch {b}: {diffs[b]:.2e}" for b in PARITY_BATCHES)
         print(f"parity vs PyTorch on {provider}: max abs diff {figures} (bound {bound:g})")
+    for provider in report.unchecked:
+        print(f"parity vs PyTorch on {provider}: not checked, the provider cannot run here "
+              "(mnist-gen info says why)")
     if not check:
         print("parity check skipped (--no-check)")
 

@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 import pickle
 import shutil
+import sys
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from infer.errors import UserError, first_line
@@ -39,8 +41,9 @@ def load_file(path: str | Path) -> object:
         raise UserError(f"{path}: not a readable PyTorch file ({first_line(e)})") from None
 
 
-def _strip_compile_prefix(state_dict: dict) -> dict:
-    return {k.removeprefix("_orig_mod."): v for k, v in state_dict.items()}
+def _portable(state_dict: dict) -> dict:
+    """CPU copies without torch.compile's prefix: a GPU-trained file opens anywhere with weights_only=True."""
+    return {k.removeprefix("_orig_mod."): v.cpu() for k, v in state_dict.items()}
 
 
 def generator_file(generator: Generator, epochs: int) -> dict:
@@ -48,7 +51,7 @@ def generator_file(generator: Generator, epochs: int) -> dict:
         "format": GENERATOR_FORMAT,
         "config": generator.cfg.to_dict(),
         "epochs": epochs,
-        "state_dict": _strip_compile_prefix(generator.state_dict()),
+        "state_dict": _portable(generator.state_dict()),
     }
 
 
@@ -57,7 +60,7 @@ def discriminator_file(discriminator: Discriminator, epochs: int) -> dict:
         "format": DISCRIMINATOR_FORMAT,
         "config": discriminator.cfg.to_dict(),
         "epochs": epochs,
-        "state_dict": _strip_compile_prefix(discriminator.state_dict()),
+        "state_dict": _portable(discriminator.state_dict()),
     }
 
 
@@ -114,8 +117,7 @@ def training_checkpoint(run) -> dict:
         "rng": {
             "noise": run.noise.get_state(),
             "noise_ranks": run.dist.gather(run.noise.get_state()),  # every rank's, for --resume
-            "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "torch": torch.get_rng_state(),  # no CUDA state: no draw uses it, and reading it starts CUDA
         },
         "config": run.cfg.to_dict(),
         "history": s.history,
@@ -139,15 +141,33 @@ def restore(run, ckpt: dict, path: Path) -> None:
         run.discriminator.load_state_dict(ckpt["discriminator"]["state_dict"])
         run.opt_g.load_state_dict(ckpt["opt_g"])
         run.opt_d.load_state_dict(ckpt["opt_d"])
-        run.noise.set_state(ckpt["rng"].get("noise_ranks", [ckpt["rng"]["noise"]])[run.dist.rank])
+        noise = ckpt["rng"].get("noise_ranks", [ckpt["rng"]["noise"]])[run.dist.rank]
+        note = restore_noise(run.noise, noise, run.cfg.seed, run.dist.rank, ckpt["global_step"])
         torch.set_rng_state(ckpt["rng"]["torch"])
-        if ckpt["rng"]["cuda"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
         run.state = RunState(ckpt["epoch"], ckpt["step_in_epoch"], ckpt["global_step"], list(ckpt["history"]),
                              float(ckpt["best"]["fid"]), int(ckpt["best"]["epoch"]),
                              **ckpt.get("time", {}))  # checkpoints from before time-to-quality lack it
-    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as e:
         raise UserError(f"{path}: checkpoint does not fit this model ({first_line(e)})") from None
+    if note and run.dist.is_main:
+        print(f"note: {note}", file=sys.stderr)
+
+
+def restore_noise(noise: torch.Generator, saved: torch.Tensor, seed: int, rank: int, step: int) -> str:
+    """Set the noise generator to its saved state; one saved on the other kind of device reseeds it (a note).
+
+    A generator's state belongs to its device (CUDA's Philox: 16 bytes; the CPU's Mersenne Twister: 5,056),
+    so a checkpoint from a GPU cannot set a CPU generator, nor the reverse. The noise then continues from a
+    seed drawn from (--seed, rank, step), the same on every machine: reproducible, though from that step on
+    not the run the first device would have made.
+    """
+    if saved.numel() == noise.get_state().numel():
+        noise.set_state(saved)
+        return ""
+    noise.manual_seed(int(np.random.SeedSequence([seed, rank, step]).generate_state(1)[0]))
+    return (f"the checkpoint's noise state is from another kind of device than {noise.device.type}, so the noise "
+            f"continues reseeded from (--seed {seed}, rank {rank}, step {step}): reproducible, but not the run the "
+            "first device would have made")
 
 
 class RunFiles:

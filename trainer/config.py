@@ -75,8 +75,10 @@ class TrainConfig:
                                          "0 = constant (default: the last 40%%, round(0.4 x --epochs))", locked=True)
     real_label: float = option(1.0, "D's target for real images, e.g. 0.9 for smoothing", locked=True)
     fake_label: float = option(0.0, "D's target for generated images", locked=True)
-    device: str = option("auto", "auto (CUDA when present), cpu, cuda or cuda:N")
-    precision: str = option("auto", "auto = bf16 autocast where supported", locked=True,
+    device: str = option("auto", "auto (CUDA when present and this torch has kernels for the GPU), cpu, cuda or "
+                         "cuda:N (docs/gpu.md)")
+    precision: str = option("auto", "auto = bf16 autocast where the hardware has native bf16 (GPUs of capability "
+                            "8.0 on), else fp32", locked=True,
                             choices=["auto", "fp32", "bf16"])
     compile: bool = option(False, "torch.compile G and D: for CUDA runs (no gain on CPU: docs/performance.md)",
                            action="store_bool")

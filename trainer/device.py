@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import sys
+
 import torch
 from torch.overrides import TorchFunctionMode
 
@@ -9,10 +12,18 @@ from infer.errors import UserError
 
 from .model import Discriminator, Generator, ModelConfig
 
+BF16_CAPABILITY = (8, 0)  # Ampere on: bf16 tensor cores; cuDNN runs no bf16 convolutions on older GPUs
+
 
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
+        why = unsupported_gpu(torch.device("cuda"))
+        if why:
+            print(f"note: training on the CPU: {why}", file=sys.stderr)
+            return torch.device("cpu")
+        return torch.device("cuda")
     try:
         device = torch.device(name)
     except RuntimeError:
@@ -24,18 +35,60 @@ def resolve_device(name: str) -> torch.device:
             raise UserError(f"--device {name}: CUDA is not available on this machine (use --device cpu)")
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise UserError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) present")
+        why = unsupported_gpu(device)
+        if why:
+            raise UserError(f"--device {name}: {why}; or train on the CPU with --device cpu")
     return device
+
+
+def has_kernels(capability: tuple[int, int], archs: list[str]) -> bool:
+    """Whether a torch built for `archs` (torch.cuda.get_arch_list()) has kernels for a GPU of `capability`.
+
+    sm_XY machine code runs on capability X.Y and on newer minors of the same major (sm_86 on 8.9);
+    compute_XY (PTX) is compiled by the driver for any capability from X.Y on.
+    """
+    for arch in archs:
+        kind, _, digits = arch.partition("_")
+        digits = "".join(c for c in digits if c.isdigit())  # sm_90a -> 90
+        built = (int(digits[:-1]), int(digits[-1]))
+        if kind == "sm" and built[0] == capability[0] and built[1] <= capability[1]:
+            return True
+        if kind == "compute" and built <= capability:
+            return True
+    return False
+
+
+def unsupported_gpu(device: torch.device) -> str:
+    """Why this torch cannot run on the GPU `device` (a P100 or V100 under the CUDA 13 wheel), or "" if it can."""
+    capability, archs = torch.cuda.get_device_capability(device), torch.cuda.get_arch_list()
+    if not archs or has_kernels(capability, archs):  # an empty list: a build that does not say; let it try
+        return ""
+    return (f"{torch.cuda.get_device_name(device)} (capability {capability[0]}.{capability[1]}) has no kernels in "
+            f"torch {torch.__version__}, built for {' '.join(archs)}: install a torch built for this GPU (docs/gpu.md)")
 
 
 def resolve_precision(name: str, device: torch.device) -> str:
     """auto = bf16 autocast where the hardware runs it natively, else fp32 (what it gives: docs/performance.md)."""
-    if name != "auto":
-        if name == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-            raise UserError("--precision bf16: this GPU does not support bfloat16")
-        return name
     if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+        return cuda_precision(name, torch.cuda.get_device_capability(device))
+    if name != "auto":
+        return name
     return "bf16" if torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
+
+
+def cuda_precision(name: str, capability: tuple[int, int]) -> str:
+    """--precision on a GPU of `capability`: bf16 only where it is native (8.0 and newer), else fp32.
+
+    torch.cuda.is_bf16_supported() also counts emulated bf16 (a T4, a V100) and asks about the current
+    device, not the run's. fp16 with a GradScaler is not offered: it was never measured faster here.
+    """
+    native = capability >= BF16_CAPABILITY
+    if name == "bf16" and not native:
+        raise UserError(f"--precision bf16: this GPU (capability {capability[0]}.{capability[1]}) has no native "
+                        "bfloat16 (8.0 and newer do); use --precision fp32")
+    if name == "auto":
+        return "bf16" if native else "fp32"
+    return name
 
 
 def use_fast_kernels(device: torch.device) -> None:
@@ -91,6 +144,18 @@ def check_model_fits(model_cfg: ModelConfig, device: torch.device, classifier: b
         raise UserError(f"the models have {parameters / 1e6:,.0f}M parameters and need {needed / 2**30:,.1f} GiB for "
                         f"weights, gradients and Adam state; {available / 2**30:,.1f} GiB is available on {device}: "
                         "lower --latent-dim, --g-width, --d-width or --d-blocks")
+
+
+@contextlib.contextmanager
+def moving_to(device: torch.device, what: str):
+    """Running out of memory while putting `what` on the device: one line, before training starts."""
+    try:
+        yield
+    except (RuntimeError, MemoryError) as e:  # torch.OutOfMemoryError is a RuntimeError
+        if not is_out_of_memory(e):
+            raise
+        raise UserError(f"out of memory on {device} while moving {what} to it: train on fewer images (--limit), "
+                        "or on the CPU (--device cpu)") from None
 
 
 def is_out_of_memory(error: BaseException) -> bool:

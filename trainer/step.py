@@ -36,14 +36,16 @@ class StepResult:
 
 class GanStep:
     """D's and G's updates for one batch. `forwards` are the (maybe DDP-wrapped or compiled) callables that
-    run G, D, and D frozen for G's update; by default the models themselves."""
+    run G, D, D frozen for G's update, and D for the penalties (never compiled: they take a double backward);
+    by default the models themselves."""
 
     def __init__(self, cfg: TrainConfig, generator: Generator, discriminator: Discriminator,
                  opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer, noise: torch.Generator,
                  precision: str = "fp32", forwards: tuple | None = None):
         self.cfg, self.loss, self.precision = cfg, LOSSES[cfg.loss], precision
         self.generator, self.discriminator, self.opt_g, self.opt_d = generator, discriminator, opt_g, opt_d
-        self.g, self.d, self.d_frozen = forwards or (generator, discriminator, discriminator)
+        self.g, self.d, self.d_frozen, self.d_penalised = forwards or (generator, discriminator, discriminator,
+                                                                       discriminator)
         self.noise = noise
         self.device = next(generator.parameters()).device
         self.conditional = generator.cfg.conditional
@@ -74,8 +76,11 @@ class GanStep:
         return StepResult(metrics, d.fake, g_stepped)
 
     def update_d(self, real: torch.Tensor, z: torch.Tensor, cond: torch.Tensor | None, step: int) -> DResult:
-        cfg, d = self.cfg, self.d
+        cfg = self.cfg
         r1 = cfg.r1 > 0 and step % R1_EVERY == 0
+        # The penalties take a double backward, which torch.compile cannot: D runs uncompiled for the whole of
+        # such an update (mixing the two, BatchNorm's running statistics would trip autograd's version check).
+        d = self.d_penalised if r1 or self.loss.gradient_penalty else self.d
         if r1:
             real = real.detach().requires_grad_(True)
         with autocast(self.device, self.precision):

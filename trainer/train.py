@@ -25,7 +25,14 @@ from . import artifacts, console
 from .checkpoint import RunFiles, RunState, restore, training_checkpoint
 from .config import TrainConfig
 from .data import Dataset, InMemoryBatches
-from .device import check_model_fits, is_out_of_memory, resolve_device, resolve_precision, use_fast_kernels
+from .device import (
+    check_model_fits,
+    is_out_of_memory,
+    moving_to,
+    resolve_device,
+    resolve_precision,
+    use_fast_kernels,
+)
 from .distributed import Distributed
 from .ema import EMA
 from .evaluate import Evaluator, evaluator_for_run, score_epoch, select
@@ -276,8 +283,9 @@ def setup(cfg: TrainConfig, data: Dataset, dist: Distributed) -> Run:
 
     torch.manual_seed(cfg.seed)
     generator, discriminator = build_models(model_cfg, classifier=cfg.aux_weight > 0)
-    for model in (generator, discriminator):
-        model.to(device, memory_format=torch.channels_last)
+    with moving_to(device, "the models"):
+        for model in (generator, discriminator):
+            model.to(device, memory_format=torch.channels_last)
     # ...except G's first layer, which runs as a matmul: a channels_last weight would be copied
     # back to row-major three times a step (docs/performance.md).
     first = generator.parts.first
@@ -289,8 +297,9 @@ def setup(cfg: TrainConfig, data: Dataset, dist: Distributed) -> Run:
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=cfg.lr_d, betas=betas, fused=True)
     noise = torch.Generator(device).manual_seed(cfg.seed + dist.rank)
 
-    x = torch.from_numpy(data.images.copy()).to(device)  # uint8, converted per batch
-    y = torch.from_numpy(data.labels if data.labels is not None else np.zeros(len(x), np.int64)).to(device)
+    with moving_to(device, f"the {len(data.images):,} training images"):
+        x = torch.from_numpy(data.images.copy()).to(device)  # uint8, converted per batch
+        y = torch.from_numpy(data.labels if data.labels is not None else np.zeros(len(x), np.int64)).to(device)
     batches = InMemoryBatches(x, y, cfg.batch_size, cfg.seed, dist)
 
     # Under torchrun rank 0 alone scores (its OUT/scorer), and tells the others whether it does.
@@ -308,14 +317,15 @@ def setup(cfg: TrainConfig, data: Dataset, dist: Distributed) -> Run:
 
 def training_forwards(generator: Generator, discriminator: Discriminator, dist: Distributed, device: torch.device,
                       compile: bool) -> tuple:
-    """G, D and D frozen as the step calls them: under torchrun wrapped in DistributedDataParallel (gradients
-    averaged over the ranks), with --compile compiled. G's step runs D frozen through D itself: DDP would
-    wait for D gradients that step never makes."""
+    """G, D, D frozen and D for the penalties, as the step calls them: under torchrun wrapped in
+    DistributedDataParallel (gradients averaged over the ranks), with --compile compiled. G's step runs D
+    frozen through D itself: DDP would wait for D gradients that step never makes. The penalties (R1, the
+    gradient penalty) differentiate D's gradient, a double backward torch.compile cannot take: never compiled."""
     g, d = dist.wrap(generator, device), dist.wrap(discriminator, device)
     compiled = torch.compile if compile else (lambda model: model)
     g_forward, d_forward = compiled(g), compiled(d)
     d_frozen = d_forward if d is discriminator else compiled(discriminator)
-    return g_forward, d_forward, d_frozen
+    return g_forward, d_forward, d_frozen, d
 
 
 def prepare_out(out: Path) -> None:
