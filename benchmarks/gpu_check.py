@@ -261,6 +261,9 @@ def no_cuda_reason() -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="for CI's loop over every benchmark: the same checks, already minutes-scale on a GPU; "
+                             "without CUDA the script exits 77 at once either way")
     parser.parse_args()
     reason = no_cuda_reason()
     if reason:
