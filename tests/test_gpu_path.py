@@ -130,3 +130,19 @@ def test_compile_with_r1_and_the_gradient_penalty(loss, monkeypatch):
         real, labels = torch.rand(8, 1, 28, 28, generator=torch.Generator().manual_seed(1)) * 2 - 1, torch.arange(8)
         results.append(step(real, labels, 0).metrics[0].detach())  # step 0: R1's step
     torch.testing.assert_close(results[1], results[0], rtol=1e-4, atol=1e-5)
+
+
+def test_under_torchrun_the_device_decides_cuda_and_an_unsupported_gpu_falls_back(monkeypatch):
+    """--device cpu never asks for CUDA (no set_device, no NCCL); auto on a GPU without kernels trains on the CPU."""
+    from trainer import device
+    from trainer.distributed import Distributed
+
+    rank1 = Distributed(rank=1, world_size=2, local_rank=1, launched=True)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(device, "unsupported_gpu", lambda _device: "Tesla V100 has no kernels")
+    assert not rank1.trains_on_cuda("cpu") and rank1.device_name("cpu") == "cpu"
+    assert not rank1.trains_on_cuda("auto") and rank1.device_name("auto") == "auto"
+    assert rank1.device_name("cuda") == "cuda:1"  # asked for: resolve_device then refuses it in one line
+    monkeypatch.setattr(device, "unsupported_gpu", lambda _device: "")
+    assert rank1.trains_on_cuda("auto") and rank1.device_name("auto") == "cuda:1"

@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         if dist.is_main:
             print(line, file=sys.stderr)
 
-    dist.start()
+    dist.start(given.get("device", "auto"))
     try:
         with dist.all_or_none():
             cfg, ckpt = resolve_config(given)

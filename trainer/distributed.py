@@ -48,12 +48,23 @@ class Distributed:
 
     # ---- the process group --------------------------------------------------------------------
 
-    def start(self) -> None:
-        """Join the process group: gloo for CPU tensors, NCCL for CUDA tensors when CUDA is here."""
+    def trains_on_cuda(self, requested: str) -> bool:
+        """Whether --device `requested` puts this rank on a GPU: asked for, or auto where torch has kernels for it."""
+        if requested.startswith("cuda"):
+            return True
+        if requested != "auto" or not torch.cuda.is_available():
+            return False
+        from .device import unsupported_gpu
+
+        return not unsupported_gpu(torch.device("cuda", min(self.local_rank, torch.cuda.device_count() - 1)))
+
+    def start(self, requested: str = "auto") -> None:
+        """Join the process group: gloo for CPU tensors, NCCL for CUDA tensors when this run trains on CUDA
+        (--device cpu on a GPU machine neither initialises CUDA nor asks for NCCL)."""
         if not self.active or dist.is_initialized():
             return
         backend = "gloo"
-        if torch.cuda.is_available():
+        if self.trains_on_cuda(requested) and torch.cuda.is_available():
             if self.local_rank < torch.cuda.device_count():  # more ranks than GPUs: refused in device_name()
                 torch.cuda.set_device(self.local_rank)  # one GPU per process
             backend = "cpu:gloo,cuda:nccl"  # refusals and agreements travel on the CPU, tensors on the GPU
@@ -82,7 +93,7 @@ class Distributed:
         if requested.startswith("cuda:"):
             raise UserError(f"--device {requested}: under torchrun each process uses cuda:LOCAL_RANK; "
                             "pass --device cuda (or auto), and CUDA_VISIBLE_DEVICES to choose the GPUs")
-        if requested == "cuda" or (requested == "auto" and torch.cuda.is_available()):
+        if requested == "cuda" or (requested == "auto" and self.trains_on_cuda(requested)):
             return f"cuda:{self.local_rank}"
         return requested
 
