@@ -262,7 +262,10 @@ def test_killed_out_dir_leaves_no_temporary_files(cond_onnx, tmp_path, stop, cod
     out = tmp_path / "digits"
     process = subprocess.Popen([sys.executable, "-m", "infer", "infer", "--model", str(cond_onnx), "--n", "10000",
                                 "--out-dir", str(out), "--seed", "0", "--batch-size", "64"], cwd=REPO, env=ENV,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               # as from a terminal: a runner started in the background ignores SIGINT, and
+                               # mnist-gen keeps an inherited "ignore" (nohup, &), so the test restores it
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 60
     while time.time() < deadline and len(list(out.glob("*.png"))) < 50:
         time.sleep(0.05)
