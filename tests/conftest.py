@@ -89,7 +89,7 @@ def save_random_generator(path: Path, image_size: int = 28, num_classes: int = 1
 
     torch.manual_seed(seed)
     cfg = ModelConfig(image_size=image_size, num_classes=num_classes, channels=channels, class_names=class_names,
-                      **(widths or TINY))
+                      d_blocks=0, **(widths or TINY))  # D only moves the random draws: keep the models as they were
     generator, _ = build_models(cfg)
     # Random weights, but BatchNorm statistics like a trained model's, so outputs are not degenerate.
     for module in generator.modules():

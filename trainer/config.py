@@ -36,7 +36,7 @@ class TrainConfig:
     latent_dim: int = option(ModelConfig.latent_dim, "size of the noise vector z", locked=True)
     g_width: int = option(ModelConfig.g_width, "G's width, ngf in pytorch/examples", locked=True)
     d_width: int = option(ModelConfig.d_width, "D's width, ndf in pytorch/examples", locked=True)
-    d_blocks: int = option(1, "3x3 conv blocks D adds at its smallest map, 7x7 for MNIST; "
+    d_blocks: int = option(ModelConfig.d_blocks, "3x3 conv blocks D adds at its smallest map, 7x7 for MNIST; "
                            "0 = the DCGAN paper's D", locked=True, before=0)
     dataset: str = option("mnist", "mnist (bundled); fashion-mnist, kmnist or idx (IDX files), cifar10 (binary "
                           "version) or folder (PNG/JPEG, one subfolder per class or flat) read from --data-dir",

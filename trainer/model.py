@@ -45,9 +45,9 @@ class ModelConfig:
     dataset: str = "mnist"  # what it was trained on (decides which scorer can judge it)
     d_norm: str = "batch"  # D's normalisation: batch, layer or none (G is not affected)
     spectral_norm: bool = False  # spectral norm on every D layer (Miyato et al. 2018)
-    # 3x3 conv blocks D adds at its smallest map, before its last conv (not its classifier). 0 here: the paper's
-    # D, and what files written before the option hold; the trainer's default is TrainConfig.d_blocks
-    d_blocks: int = 0
+    # 3x3 conv blocks D adds at its smallest map, before its last conv (not its classifier); 0 = the paper's D
+    # (docs/defaults.md). Files written before the option hold the paper's D: from_dict reads them with 0.
+    d_blocks: int = 1
 
     def __post_init__(self):
         if self.image_size not in IMAGE_SIZES:
@@ -80,7 +80,9 @@ class ModelConfig:
         def value(key, v):
             return tuple(map(str, v)) if key == "class_names" else type(fields[key].default)(v)
 
-        return cls(**{k: value(k, v) for k, v in d.items() if k in fields})
+        values = {k: value(k, v) for k, v in d.items() if k in fields}
+        values.setdefault("d_blocks", 0)  # a file from before the option: the paper's D
+        return cls(**values)
 
 
 class LatentProjection(nn.ConvTranspose2d):
