@@ -1,7 +1,8 @@
 """Where the default run's time goes: the trainer's step with each part of the recipe taken out in turn, and the
 cost of one epoch's evaluation, in one process on one machine, so the shares compare.
 
-Rows (images/s of `run.step` + the weight average at the default batch, through the trainer's public set-up):
+Rows (images/s of `run.step`, the weight average and the metrics reads at the default batch, through the
+trainer's public set-up):
 - "default recipe": what `python -m trainer` trains;
 - "- X": the default recipe without one part (the auxiliary classifier, R1, the extra D block, the average,
   bf16 autocast), so 1 - default/row is that part's share of a step;
@@ -27,6 +28,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from train_speed import timed_steps  # noqa: E402  (benchmarks/, this script's folder)
+
 from trainer.config import TrainConfig, load_training_data  # noqa: E402
 from trainer.distributed import Distributed  # noqa: E402
 from trainer.evaluate import score_epoch  # noqa: E402
@@ -50,16 +53,7 @@ def measure(steps: int, warmup: int, eval_samples: int | None, **recipe) -> tupl
         data = load_training_data(cfg)
         cfg = cfg.for_data(data)
         run = setup(cfg, data, Distributed())
-        batches = run.batches.epoch(1)
-        for i in range(warmup + steps):
-            if i == warmup:
-                start = time.perf_counter()
-            real, labels = next(batches)
-            result = run.step(real, labels, i)
-            if result.g_stepped and run.ema is not None:
-                run.ema.update(run.generator, i)
-        result.metrics[0].item()  # the last step's work is done
-        images_per_s = steps * cfg.batch_size / (time.perf_counter() - start)
+        images_per_s = timed_steps(run, steps, warmup)
         evaluation = None
         if eval_samples:
             start = time.perf_counter()

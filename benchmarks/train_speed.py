@@ -89,21 +89,26 @@ def project_images_per_s(steps: int, warmup: int, batch_size: int, precision: st
         data = load_training_data(cfg)
         cfg = cfg.for_data(data)
         run = setup(cfg, data, Distributed())
-        metrics = RunningMetrics(run.device, run.step.metric_names)
-        batches = run.batches.epoch(1)
-        for i in range(warmup + steps):
-            if i == warmup:
-                start = time.perf_counter()
-            real, labels = next(batches)
-            result = run.step(real, labels, i)
-            if result.g_stepped and run.ema is not None:
-                run.ema.update(run.generator, i)
-            metrics.add(*result.metrics)
-            if (i + 1) % cfg.log_every == 0:
-                metrics.read()
-        metrics.read()  # the final sync: all queued work is done
-        elapsed = time.perf_counter() - start
-        return steps * batch_size / elapsed, f"{run.precision}, channels_last, compile={cfg.compile}"
+        return timed_steps(run, steps, warmup), f"{run.precision}, channels_last, compile={cfg.compile}"
+
+
+def timed_steps(run, steps: int, warmup: int) -> float:
+    """images/s of the loop's per-batch work on a set-up run: the step, the average's update, the metrics read
+    every --log-every steps (benchmarks/step_costs.py uses it too)."""
+    metrics = RunningMetrics(run.device, run.step.metric_names)
+    batches = run.batches.epoch(1)
+    for i in range(warmup + steps):
+        if i == warmup:
+            start = time.perf_counter()
+        real, labels = next(batches)
+        result = run.step(real, labels, i)
+        if result.g_stepped and run.ema is not None:
+            run.ema.update(run.generator, i)
+        metrics.add(*result.metrics)
+        if (i + 1) % run.cfg.log_every == 0:
+            metrics.read()
+    metrics.read()  # the final sync: all queued work is done
+    return steps * run.cfg.batch_size / (time.perf_counter() - start)
 
 
 def main() -> None:
