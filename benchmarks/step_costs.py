@@ -8,7 +8,7 @@ trainer's public set-up):
   bf16 autocast), so 1 - default/row is that part's share of a step;
 - "paper G/D": none of them.
 Then the seconds one end-of-epoch evaluation takes (10,000 images of the averaged G scored against the
-training images, and the live G's beside it), against the seconds of one epoch of steps.
+training images), against the seconds of one epoch of steps.
 
     python benchmarks/step_costs.py            # 100 timed steps per row
     python benchmarks/step_costs.py --quick    # a few steps and 500 scored images: a smoke test (CI)
@@ -59,7 +59,7 @@ def measure(steps: int, warmup: int, eval_samples: int | None, **recipe) -> tupl
             start = time.perf_counter()
             if run.ema is not None:
                 run.ema.recalibrate()
-            score_epoch(run.evaluator, run.sampler, run.generator if run.ema is not None else None)
+            score_epoch(run.evaluator, run.sampler)
             evaluation = time.perf_counter() - start
         return images_per_s, evaluation, run.batches.steps_per_epoch
 
@@ -78,8 +78,8 @@ def main() -> None:
         print(f"{name:<42} {images_per_s:8.1f} images/s  ({1 - default / images_per_s:+.0%} of a default step)")
     epoch_s = per_epoch * TrainConfig.batch_size / default
     share = evaluation / (epoch_s + evaluation)
-    print(f"one epoch of default steps: {epoch_s:.1f} s; its end-of-epoch evaluation (averaged G + live G, "
-          f"{500 if args.quick else 10_000} images each): {evaluation:.1f} s ({share:.0%} of the epoch)")
+    print(f"one epoch of default steps: {epoch_s:.1f} s; its end-of-epoch evaluation (the averaged G, "
+          f"{500 if args.quick else 10_000} images): {evaluation:.1f} s ({share:.0%} of the epoch)")
 
 
 if __name__ == "__main__":

@@ -105,11 +105,8 @@ def save_loss_curve(history: list[dict], path: Path, shown: str = "probability")
     fig, axes = plt.subplots(rows, 1, figsize=(9, 3 * rows), sharex=True)
     ax_loss, ax_d = axes[0], axes[1]
     if evals:
-        averaged = "fid_live" in evals[-1]  # --ema: the averaged G is the one kept, the live one beside it
-        label = "averaged G" if averaged else "G"
-        axes[2].plot([h["step"] for h in evals], [h["fid_train"] for h in evals], "o-", label=label)
-        if averaged:
-            axes[2].plot([h["step"] for h in evals], [h.get("fid_live") for h in evals], "x--", label="live G")
+        fids = [h["fid_train"] for h in evals]
+        axes[2].plot([h["step"] for h in evals], fids, "o-", label="G (the averaged one under --ema)")
         axes[2].set_yscale("log")  # from hundreds in epoch 1 to about 10: a linear axis hides the end
         axes[2].set_ylabel("FID vs training images\n(selection; lower is better)")
         axes[2].legend()

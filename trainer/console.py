@@ -68,8 +68,6 @@ def epoch_summary(epoch: int, epochs: int, last: dict, scores: dict | None, stat
     summary = f"epoch {epoch}/{epochs} done  {postfix(last, sys.stderr.isatty(), shown)}"
     if scores is not None:
         summary += f"  FID(train)={scores['fid_train']:.2f} (best {state.best_fid:.2f} at epoch {state.best_epoch})"
-        if "fid_live" in scores:
-            summary += f" live G {scores['fid_live']:.2f}"
         summary += f" diversity={scores['diversity']:.2f}"
     say(summary)
     if last["health"] == RED:

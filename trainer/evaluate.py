@@ -85,12 +85,13 @@ def evaluator_for_run(cfg, model_cfg: ModelConfig, data: Dataset, out: Path) -> 
     return None
 
 
-def score_epoch(evaluator: Evaluator, sampler: Generator, live: Generator | None) -> dict:
-    """The selection FID of the G users get (against the training images), and the live G's beside it (--ema)."""
+def score_epoch(evaluator: Evaluator, sampler: Generator) -> dict:
+    """The selection FID of the G users get (the averaged one under --ema) against the training images.
+
+    Only that G: scoring the live G beside it cost half of each epoch's evaluation, and the live G is never
+    kept; `python -m trainer.report RUN --live` scores it from the checkpoints when wanted."""
     scores = evaluator(sampler)
     scores["fid_train"] = scores.pop("fid")  # against the training images: selection, not the report
-    if live is not None:  # what the average buys, epoch by epoch
-        scores["fid_live"] = evaluator(live)["fid"]
     return scores
 
 

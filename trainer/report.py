@@ -46,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         own = args.run / "scorer"
         session, test_stats = load_scorer(args.scorer or (own if own.is_dir() else None))
         evaluator = Evaluator(session, test_stats, args.n)
+        # runs before 2026-12-07 logged the live G's FID too; later ones score only the G they keep
         selection = selection_fids(args.run, "fid_live" if args.live else "fid_train")
         print("| epoch | FID (test) | IS | conditional accuracy | diversity | FID vs training images (selection) |")
         print("| --- | --- | --- | --- | --- | --- |")

@@ -236,7 +236,7 @@ def end_of_epoch(run: Run, epoch: int) -> None:
 
 
 def evaluate(run: Run) -> dict:
-    scores = score_epoch(run.evaluator, run.sampler, run.generator if run.ema is not None else None)
+    scores = score_epoch(run.evaluator, run.sampler)
     scores["wall_s"] = run.wall()
     return scores
 
