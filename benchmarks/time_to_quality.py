@@ -4,10 +4,12 @@ Runs `python -m trainer` as a user does (any options after `--`), keeps every ep
 scores each epoch on the MNIST test set with `python -m trainer.report` (the project's scorer, seed 0)
 and prints, per epoch, the run's own wall minutes (its `wall_s`, evaluations included) and the test
 FID, then the minutes at which each threshold was first reached. The last threshold is the bundled
-model's test FID (MODEL_CARD.md). With `--reference`, the same budget is run a second time with the
-recipe pinned as it was when the time-to-quality issue was filed (REFERENCE below, every option
-spelled out so later default changes do not move it), and the ratios are printed: one command, one
-machine, one session.
+model's test FID (MODEL_CARD.md). With `--reference`, the same budget is run a second time by the
+trainer as it was when the time-to-quality issue was filed: the code of commit caf265c, taken from
+this clone's git history (`git archive`), with its own defaults, its own evaluation and its own
+step, so a later change to any of them cannot move the reference. The ratios are printed: one
+command, one machine, one session. Both runs' checkpoints are scored by today's
+`python -m trainer.report`, on the same test-set noise.
 
     python benchmarks/time_to_quality.py --epochs 10                 # today's defaults, 10 epochs
     python benchmarks/time_to_quality.py --epochs 10 --reference     # ... and the pinned old recipe
@@ -29,24 +31,37 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# The default recipe when the time-to-quality issue was filed (commit caf265c), every option explicit.
-REFERENCE = ["--batch-size", "64", "--latent-dim", "100", "--g-width", "64", "--d-width", "64", "--d-blocks", "1",
-             "--loss", "bce", "--lr-g", "2e-4", "--lr-d", "2e-4", "--beta1", "0.5", "--beta2", "0.99",
-             "--r1", "0.1", "--aux-weight", "0.2", "--ema", "0.999", "--eval-samples", "10000"]
-BUNDLED_TEST_FID = 5.42  # MODEL_CARD.md: the bundled fp32 generator's test FID
+REFERENCE_COMMIT = "caf265c5ab22bfa9a9d5f808468a303cfcd34659"  # main when the time-to-quality issue was filed
+BUNDLED_TEST_FID = 5.139  # MODEL_CARD.md: the bundled fp32 generator's test FID (mnist-gen score --n 10000 --seed 0)
 THRESHOLDS = (10.0, 7.0, BUNDLED_TEST_FID)
 QUICK = ["--limit", "512", "--g-width", "8", "--d-width", "8", "--eval-samples", "200"]
 
 
-def train(name: str, options: list[str], epochs: int, out: Path) -> Path:
-    """One training run into out/name with a checkpoint per epoch; its console output goes to train.log."""
+def reference_code(out: Path) -> Path | None:
+    """The project's files at REFERENCE_COMMIT, unpacked into out/reference-code (python -m trainer runs there);
+    None, with the reason on stderr, where this copy has no such history (an sdist, a shallow clone)."""
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", REFERENCE_COMMIT], capture_output=True)
+    if archive.returncode != 0:
+        why = (archive.stderr.decode().strip().splitlines() or ["git archive failed"])[-1]
+        print(f"error: --reference needs this project's git history (commit {REFERENCE_COMMIT[:7]}): {why}",
+              file=sys.stderr)
+        return None
+    code = out / "reference-code"
+    code.mkdir(parents=True)
+    subprocess.run(["tar", "-x", "-C", str(code)], input=archive.stdout, check=True)
+    return code
+
+
+def train(name: str, options: list[str], epochs: int, out: Path, code: Path = ROOT) -> Path:
+    """One training run of the trainer in `code` into out/name, a checkpoint per epoch; its output goes to
+    train.log. `python -m` puts `code` first on the path, so that folder's trainer is the one that runs."""
     run = out / name
     run.mkdir(parents=True)
     command = [sys.executable, "-m", "trainer", "--epochs", str(epochs), "--save-every", "1", "--device", "cpu",
                "--no-tensorboard", "--out", str(run), *options]
-    print(f"+ {' '.join(command[1:])}", flush=True)
+    print(f"+ (in {code}) {' '.join(command[1:])}", flush=True)
     with open(run / "train.log", "w") as log:
-        result = subprocess.run(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        result = subprocess.run(command, cwd=code, stdout=log, stderr=subprocess.STDOUT)
     if result.returncode != 0:
         sys.exit(f"error: the {name} run failed (exit {result.returncode}); see {run / 'train.log'}")
     return run
@@ -100,12 +115,15 @@ def main() -> int:
         args.epochs, args.n, args.reference, options = 1, 200, True, QUICK + options
     with tempfile.TemporaryDirectory() as tmp:
         out = args.keep or Path(tmp)
-        runs = {"default recipe": options}
+        runs = {"default recipe": (options, ROOT)}
         if args.reference:
-            runs["reference recipe (caf265c)"] = REFERENCE + options
+            code = reference_code(out)
+            if code is None:
+                return 2
+            runs[f"reference: the trainer at {REFERENCE_COMMIT[:7]}"] = (options, code)
         results = {}
-        for i, (name, opts) in enumerate(runs.items()):
-            run = train(f"run{i}", opts, args.epochs, out)
+        for i, (name, (opts, code)) in enumerate(runs.items()):
+            run = train(f"run{i}", opts, args.epochs, out, code)
             minutes, fids = epoch_minutes(run), test_fids(run, args.n)
             results[name] = (minutes, report(name, minutes, fids))
     if args.reference:
