@@ -31,6 +31,17 @@ def test_d_blocks_are_3x3_convs_at_the_smallest_map(size, smallest):
     assert len(seen) == 2  # and none in its classifier
 
 
+def test_the_classifier_is_narrower_than_d_and_old_files_keep_their_width():
+    first_width = lambda d: d.classifier[0].out_channels  # noqa: E731
+    assert first_width(Discriminator(ModelConfig(), classifier=True)) == ModelConfig.classifier_width < 64
+    # a checkpoint from before the field: its classifier was D's width, and it must load as such
+    old = ModelConfig(d_width=16).to_dict()
+    del old["classifier_width"]
+    wide = Discriminator(ModelConfig.from_dict(old), classifier=True)
+    assert first_width(wide) == 16
+    wide.load_state_dict(Discriminator(ModelConfig(d_width=16, classifier_width=16), classifier=True).state_dict())
+
+
 def test_conditional_generator_uses_the_label():
     generator, _ = build_models(ModelConfig(g_width=8))
     generator.eval()

@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import NamedTuple
 
 import torch
@@ -48,6 +48,9 @@ class ModelConfig:
     # 3x3 conv blocks D adds at its smallest map, before its last conv (not its classifier); 0 = the paper's D
     # (docs/defaults.md). Files written before the option hold the paper's D: from_dict reads them with 0.
     d_blocks: int = 1
+    # --aux-weight's classifier: D's down-stack at this width. Half of D's: it only has to read digits, and at
+    # D's full width it cost a fifth of a step (docs/research). Files from before the field hold d_width.
+    classifier_width: int = 32
 
     def __post_init__(self):
         if self.image_size not in IMAGE_SIZES:
@@ -82,6 +85,7 @@ class ModelConfig:
 
         values = {k: value(k, v) for k, v in d.items() if k in fields}
         values.setdefault("d_blocks", 0)  # a file from before the option: the paper's D
+        values.setdefault("classifier_width", values.get("d_width", 64))  # ...and D's width for its classifier
         return cls(**values)
 
 
@@ -192,9 +196,10 @@ class Discriminator(nn.Module):
         # the image, then one map per class
         self.main = nn.Sequential(*_down_stack(cfg, cfg.channels + cfg.num_classes, 1, cfg.d_norm, cfg.d_blocks))
         if classifier:
-            # --aux-weight: a classifier of the same shape that never sees the label (else it would just read
-            # it), trained on real images only. LayerNorm: it judges fake batches too, one image at a time.
-            self.classifier = nn.Sequential(*_down_stack(cfg, cfg.channels, cfg.num_classes, "layer"))
+            # --aux-weight: a classifier of the same shape at classifier_width that never sees the label (else it
+            # would just read it), trained on real images only. LayerNorm: it judges fake batches too, one at a time.
+            narrow = replace(cfg, d_width=cfg.classifier_width)
+            self.classifier = nn.Sequential(*_down_stack(narrow, cfg.channels, cfg.num_classes, "layer"))
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None, classify: bool = False) -> torch.Tensor:
         """images: [N, C, H, W] in [-1, 1] -> one raw output per image [N] (a logit for the BCE loss),
