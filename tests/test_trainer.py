@@ -334,7 +334,7 @@ def test_a_checkpoint_from_before_d_blocks_resumes_with_the_papers_d(tmp_path):
                    ckpt["discriminator"]["config"]):
         del config["d_blocks"]
     torch.save(ckpt, old / "checkpoints/last.pt")
-    assert TrainConfig().d_blocks == 1
+    assert TrainConfig().d_blocks > 0
     assert main(["--resume", "--epochs", "2", "--out", str(old)]) == 0
     resumed = torch.load(old / "checkpoints/last.pt", weights_only=True)
     assert resumed["epoch"] == 2 and resumed["config"]["d_blocks"] == 0
