@@ -5,6 +5,7 @@ import json
 import math
 import shutil
 import sys
+from dataclasses import replace
 
 import pytest
 import torch
@@ -227,6 +228,30 @@ def test_bad_loss_options_are_one_line(args, message, tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error: ") and message in err and err.count("\n") == 1, err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_checkpoint_with_a_classifier_as_wide_as_d_resumes_with_it(tmp_path, monkeypatch):
+    """Checkpoints written before the classifier became half D's width (no classifier_width in their configs)
+    hold one as wide as D: they resume with it, and bit for bit as a run that never stopped."""
+    from trainer.config import TrainConfig
+
+    half_width = TrainConfig.model_config
+    monkeypatch.setattr(TrainConfig, "model_config",
+                        lambda self, data: replace(half_width(self, data), classifier_width=self.d_width))
+    opts = [*TINY_RUN, "--aux-weight", "1"]
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    assert main([*opts, "--epochs", "2", "--out", str(straight)]) == 0
+    assert main([*opts, "--epochs", "1", "--out", str(split)]) == 0
+    monkeypatch.undo()
+    ckpt = torch.load(split / "checkpoints/last.pt", weights_only=True)
+    for part in ("generator", "generator_ema", "discriminator"):
+        del ckpt[part]["config"]["classifier_width"]
+    torch.save(ckpt, split / "checkpoints/last.pt")
+    assert main(["--resume", "--epochs", "2", "--out", str(split)]) == 0
+    resumed = torch.load(split / "checkpoints/last.pt", weights_only=True)
+    assert resumed["discriminator"]["state_dict"]["classifier.0.weight"].shape[0] == 16  # --d-width 16's
+    a, b = _weights(straight / "checkpoints/last.pt"), _weights(split / "checkpoints/last.pt")
+    assert all(torch.equal(a[k], b[k]) for k in a), "the resumed run differs from the one that never stopped"
 
 
 def test_the_aux_classifier_on_data_without_classes_is_one_line(tmp_path, capsys):

@@ -59,8 +59,8 @@ def test_dcgan_init():
 
 def test_unconditional_64_matches_pytorch_examples_keys():
     """pytorch/examples dcgan netG (nz=100, ngf=64, nc=1) state_dicts load into our 64x64 G."""
-    ours = Generator(ModelConfig(image_size=64, num_classes=0))
     ngf, nz = 64, 100
+    ours = Generator(ModelConfig(image_size=64, num_classes=0, g_width=ngf))
     expected_shapes = {
         "main.0.weight": (nz, ngf * 8, 4, 4), "main.3.weight": (ngf * 8, ngf * 4, 4, 4),
         "main.6.weight": (ngf * 4, ngf * 2, 4, 4), "main.9.weight": (ngf * 2, ngf, 4, 4),
@@ -90,7 +90,7 @@ def test_model_summary_lists_every_layer_and_parameter(size):
     rows = [line for line in summary.splitlines()[2:-1]]
     listed = sum(int(row.split()[-1].replace(",", "")) for row in rows)
     assert listed == sum(p.numel() for p in generator.parameters())
-    first_width = 256 if size == 28 else 512
+    first_width = ModelConfig.g_width * (4 if size == 28 else 8)
     assert any(row.startswith("main.0 (LatentProjection)") and f"[2, {first_width}," in row for row in rows)
 
 

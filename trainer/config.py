@@ -200,7 +200,8 @@ class TrainConfig:
                            num_classes=data.num_classes if conditional else 0,
                            class_names=tuple(data.class_names) if conditional else (), dataset=self.dataset,
                            g_width=self.g_width, d_width=self.d_width, d_norm=self.d_norm,
-                           spectral_norm=self.spectral_norm, d_blocks=self.d_blocks)
+                           spectral_norm=self.spectral_norm, d_blocks=self.d_blocks,
+                           classifier_width=max(1, self.d_width // 2))
 
     def to_dict(self) -> dict:
         return asdict(self)

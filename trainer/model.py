@@ -48,8 +48,9 @@ class ModelConfig:
     # 3x3 conv blocks D adds at its smallest map, before its last conv (not its classifier); 0 = the paper's D
     # (docs/defaults.md). Files written before the option hold the paper's D: from_dict reads them with 0.
     d_blocks: int = 2
-    # --aux-weight's classifier: D's down-stack at this width. Half of D's: it only has to read digits, and at
-    # D's full width it cost a fifth of a step (docs/research). Files from before the field hold d_width.
+    # --aux-weight's classifier: D's down-stack at this width, half of D's for new runs: it only has to read
+    # digits, and at D's full width it cost a fifth of a step (docs/defaults.md). Files from before the field
+    # hold a classifier as wide as D.
     classifier_width: int = 32
 
     def __post_init__(self):

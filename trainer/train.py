@@ -12,7 +12,7 @@ from __future__ import annotations
 import signal
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +36,7 @@ from .device import (
 from .distributed import Distributed
 from .ema import EMA
 from .evaluate import Evaluator, evaluator_for_run, score_epoch, select
-from .model import Discriminator, Generator, build_models
+from .model import Discriminator, Generator, ModelConfig, build_models
 from .monitor import Health, RunningMetrics, within_class_spread
 from .step import GanStep, set_learning_rates
 from .tracking import Tracking
@@ -102,7 +102,7 @@ def train(cfg: TrainConfig, data: Dataset, checkpoint: dict | None = None, progr
     """Train to cfg.epochs (resolved by trainer.cli.resolve_config for `data`). A bar on a terminal; otherwise
     (logs, CI) one line per log point."""
     dist = dist or Distributed()  # a world of one unless torchrun started this process
-    run = setup(cfg, data, dist)
+    run = setup(cfg, data, dist, checkpoint)
     if checkpoint is not None:
         with dist.all_or_none():
             restore(run, checkpoint, Path(cfg.resume))
@@ -262,10 +262,14 @@ def epoch_outputs(run: Run, epoch: int, scores: dict | None, improved: bool) -> 
 # ---- setting a run up ----------------------------------------------------------------------------
 
 
-def setup(cfg: TrainConfig, data: Dataset, dist: Distributed) -> Run:
+def setup(cfg: TrainConfig, data: Dataset, dist: Distributed, checkpoint: dict | None = None) -> Run:
     """Everything that can be refused is checked before any file is touched or any model built; under
-    torchrun a refusal on any rank stops every rank, and is printed once."""
+    torchrun a refusal on any rank stops every rank, and is printed once. A resumed run's models take the
+    shape its checkpoint holds where no option sets it (the classifier's width)."""
     model_cfg = cfg.model_config(data)
+    if checkpoint is not None:
+        saved = ModelConfig.from_dict(checkpoint["discriminator"]["config"])
+        model_cfg = replace(model_cfg, classifier_width=saved.classifier_width)
     with dist.all_or_none():
         device = resolve_device(dist.device_name(cfg.device))
         precision = resolve_precision(cfg.precision, device)
