@@ -51,7 +51,7 @@ class ModelConfig:
     # --aux-weight's classifier: D's down-stack at this width, half of D's for new runs: it only has to read
     # digits, and at D's full width it cost a fifth of a step (docs/defaults.md). Files from before the field
     # hold a classifier as wide as D.
-    classifier_width: int = 32
+    classifier_width: int = d_width // 2  # the one rule, as TrainConfig.model_config applies it to --d-width
 
     def __post_init__(self):
         if self.image_size not in IMAGE_SIZES:
