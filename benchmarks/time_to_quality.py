@@ -13,6 +13,7 @@ command, one machine, one session. Both runs' checkpoints are scored by today's
 
     python benchmarks/time_to_quality.py --epochs 10                 # today's defaults, 10 epochs
     python benchmarks/time_to_quality.py --epochs 10 --reference     # ... and the pinned old recipe
+    python benchmarks/time_to_quality.py --epochs 30 --reference --reference-epochs 30   # the issue's proof
     python benchmarks/time_to_quality.py --epochs 10 -- --seed 1     # trainer options after --
     python benchmarks/time_to_quality.py --quick                     # seconds: checks that it runs (CI)
 
@@ -106,6 +107,8 @@ def main() -> int:
                                      epilog="options after -- go to python -m trainer")
     parser.add_argument("--epochs", type=int, default=10, help="epochs per run (default 10)")
     parser.add_argument("--reference", action="store_true", help="also run the pinned old recipe and print ratios")
+    parser.add_argument("--reference-epochs", type=int,
+                        help="epochs of the reference run; its rate decay follows them (default --epochs)")
     parser.add_argument("--n", type=int, default=10_000, help="images per test-set score (default 10000)")
     parser.add_argument("--quick", action="store_true", help="a tiny run of both recipes, to check this script works")
     parser.add_argument("--keep", type=Path, help="keep the runs in this folder (default: a temporary one)")
@@ -115,21 +118,23 @@ def main() -> int:
         args.epochs, args.n, args.reference, options = 1, 200, True, QUICK + options
     with tempfile.TemporaryDirectory() as tmp:
         out = args.keep or Path(tmp)
-        runs = {"default recipe": (options, ROOT)}
+        runs = {"default recipe": (options, ROOT, args.epochs)}
         if args.reference:
             code = reference_code(out)
             if code is None:
                 return 2
-            runs[f"reference: the trainer at {REFERENCE_COMMIT[:7]}"] = (options, code)
+            runs[f"reference: the trainer at {REFERENCE_COMMIT[:7]}"] = (options, code,
+                                                                        args.reference_epochs or args.epochs)
         results = {}
-        for i, (name, (opts, code)) in enumerate(runs.items()):
-            run = train(f"run{i}", opts, args.epochs, out, code)
+        for i, (name, (opts, code, epochs)) in enumerate(runs.items()):
+            run = train(f"run{i}", opts, epochs, out, code)
             minutes, fids = epoch_minutes(run), test_fids(run, args.n)
             results[name] = (minutes, report(name, minutes, fids))
     if args.reference:
         (new_minutes, new), (old_minutes, old) = results.values()
-        last = max(new_minutes)
-        print(f"\nminutes per epoch, reference / default: {old_minutes[last] / new_minutes[last]:.2f}x")
+        per_epoch = [m[max(m)] / max(m) for m in (old_minutes, new_minutes)]  # evaluations included
+        print(f"\nminutes per epoch, reference / default: {per_epoch[0]:.2f} / {per_epoch[1]:.2f} = "
+              f"{per_epoch[0] / per_epoch[1]:.2f}x")
         for t in THRESHOLDS:
             if new[t] is not None and old[t] is not None:
                 print(f"time to test FID <= {t:g}, reference / default: {old[t] / new[t]:.2f}x")
