@@ -81,7 +81,7 @@ def test_the_default_recipe_adds_r1_on_every_fourth_step_and_the_aux_classifier(
     assert step.cfg.r1 == 0.1 and step.cfg.aux_weight == 0.2
     assert step.metric_names == (*METRIC_NAMES, AUX_ACCURACY)
     real, labels = batch()
-    for global_step in range(R1_EVERY + 1):  # R1 on step 0 and 4, not in between
+    for global_step in range(R1_EVERY + 1):  # R1 on the first and the R1_EVERY-th step, not in between
         expected = expected_d_loss(step, real, labels, step.noise.get_state(), global_step)
         result = step(real, labels, global_step)
         torch.testing.assert_close(result.metrics[0].detach(), expected, rtol=1e-4, atol=1e-5)
