@@ -54,20 +54,20 @@ def test_each_loss_trains_with_finite_losses_and_resumes_exactly(loss, tmp_path,
     assert int(checkpoint["opt_d"]["state"][0]["step"]) == 20
 
 
-def test_wgan_gp_takes_the_papers_defaults_unless_given(tmp_path, capsys):
+def test_wgan_gp_takes_its_own_defaults_unless_given(tmp_path, capsys):
     assert main([*TINY_RUN, "--loss", "wgan-gp", "--epochs", "1", "--out", str(tmp_path / "a")]) == 0
     config = json.loads((tmp_path / "a" / "config.json").read_text())
     assert {k: config["config"][k] for k in ("lr_g", "lr_d", "beta1", "beta2", "n_critic", "d_norm")} == \
-        {"lr_g": 1e-4, "lr_d": 1e-4, "beta1": 0.0, "beta2": 0.9, "n_critic": 5, "d_norm": "layer"}
+        {"lr_g": 2e-4, "lr_d": 2e-4, "beta1": 0.0, "beta2": 0.9, "n_critic": 2, "d_norm": "layer"}
     assert config["resolved"]["d_x_and_d_gz"] == "score"
     critic = torch.load(tmp_path / "a" / "discriminator.pth", weights_only=True)["state_dict"]
     assert not any("running_mean" in k for k in critic), "the WGAN-GP critic must have no BatchNorm"
 
-    given = ["--loss", "wgan-gp", "--lr-g", "3e-4", "--beta1", "0.5", "--n-critic", "2", "--d-norm", "none"]
+    given = ["--loss", "wgan-gp", "--lr-g", "3e-4", "--beta1", "0.5", "--n-critic", "3", "--d-norm", "none"]
     assert main([*TINY_RUN, *given, "--epochs", "1", "--out", str(tmp_path / "b")]) == 0
     config = json.loads((tmp_path / "b" / "config.json").read_text())["config"]
     assert (config["lr_g"], config["lr_d"], config["beta1"], config["n_critic"], config["d_norm"]) == \
-        (3e-4, 1e-4, 0.5, 2, "none")
+        (3e-4, 2e-4, 0.5, 3, "none")
     err = capsys.readouterr().err
     assert "score(x)=" in err and "D(x)=" not in err  # a critic's score is not called a probability
 
