@@ -6,7 +6,7 @@ trainer's public set-up):
 - "default recipe": what `python -m trainer` trains;
 - "- X": the default recipe without one part (the auxiliary classifier, R1, the extra D block, the average,
   bf16 autocast), so 1 - default/row is that part's share of a step;
-- "paper G/D": none of them.
+- "paper G/D": none of them, at the paper's widths (G and D 64 wide).
 Then the seconds one end-of-epoch evaluation takes (10,000 images of the averaged G scored against the
 training images), against the seconds of one epoch of steps.
 
@@ -38,10 +38,10 @@ from trainer.train import setup  # noqa: E402
 WITHOUT = {
     "- auxiliary classifier (--aux-weight 0)": {"aux_weight": 0.0},
     "- R1 (--r1 0)": {"r1": 0.0},
-    "- D's extra block (--d-blocks 0)": {"d_blocks": 0},
+    "- D's extra blocks (--d-blocks 0)": {"d_blocks": 0},
     "- weight average (--ema 0)": {"ema": 0.0},
     "- bf16 autocast (--precision fp32)": {"precision": "fp32"},
-    "paper G/D": {"aux_weight": 0.0, "r1": 0.0, "d_blocks": 0, "ema": 0.0},
+    "paper G/D": {"aux_weight": 0.0, "r1": 0.0, "d_blocks": 0, "ema": 0.0, "g_width": 64, "d_width": 64},
 }
 
 

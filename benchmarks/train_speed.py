@@ -36,7 +36,9 @@ from trainer.model import ModelConfig, build_models  # noqa: E402
 from trainer.monitor import RunningMetrics  # noqa: E402
 from trainer.train import setup  # noqa: E402
 
-PAPER = {"d_blocks": 0, "r1": 0.0, "aux_weight": 0.0, "ema": 0.0}  # the reference's G, D and losses
+# the reference's G, D and losses: pytorch/examples' ngf = ndf = 64, whatever today's default widths are
+PAPER_MODEL = {"d_blocks": 0, "g_width": 64, "d_width": 64}
+PAPER = {**PAPER_MODEL, "r1": 0.0, "aux_weight": 0.0, "ema": 0.0}
 
 
 def reference_images_per_s(steps: int, warmup: int, batch_size: int, device: torch.device, workers: int = 2) -> float:
@@ -53,7 +55,7 @@ def reference_images_per_s(steps: int, warmup: int, batch_size: int, device: tor
         loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=workers,
                                              drop_last=True)
         torch.manual_seed(0)
-        net_g, net_d = build_models(ModelConfig(d_blocks=0))  # the DCGAN paper's G and D
+        net_g, net_d = build_models(ModelConfig(**PAPER_MODEL))  # the DCGAN paper's G and D
         net_g, net_d = net_g.to(device), net_d.to(device)
         criterion = nn.BCEWithLogitsLoss()
         opt_d = torch.optim.Adam(net_d.parameters(), lr=2e-4, betas=(0.5, 0.999))
