@@ -395,7 +395,7 @@ def test_help_lists_every_option_with_its_default():
     text = " ".join(result.stdout.split())  # argparse wraps lines
     for name in (f.name for f in fields(TrainConfig)):
         assert "--" + name.replace("_", "-") in text, name
-    assert "(default 30)" in text and "bce 0.0002, hinge 0.0002, wgan-gp 0.0001" in text
+    assert "(default 30)" in text and "bce 0.0002, hinge 0.0002, wgan-gp 0.0002" in text
     assert "lsgan" not in text and "--mismatch" not in text  # removed: rejected by measurement
 
 
