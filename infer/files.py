@@ -8,14 +8,11 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import tempfile
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-
-_UMASK = os.umask(0)  # read the process umask once (there is no way to read it without setting it)
-os.umask(_UMASK)
 
 
 @contextlib.contextmanager
@@ -28,11 +25,16 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = None
-    try:  # from the moment the file exists: an interrupt anywhere after mkstemp still removes it
-        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        tmp = Path(name)
-        os.close(fd)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the permissions a plain open() would
+    try:
+        # The name is chosen before the file exists, so an interrupt (Ctrl-C, SIGTERM) at any moment after its
+        # creation finds it in `tmp` and removes it; mkstemp left a window between creating the file and
+        # returning its name. Mode 0o666 under the umask: the permissions a plain open() gives.
+        while tmp is None:
+            tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+            try:
+                os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            except FileExistsError:  # another writer's (8 random hex digits: all but never)
+                tmp = None
         yield tmp
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())

@@ -328,3 +328,25 @@ def _cuda_works(model) -> bool:
         return OnnxGenerator.load(model, "cuda").provider == "CUDAExecutionProvider"
     except Exception:  # noqa: BLE001
         return False
+
+
+
+def test_an_interrupt_right_after_the_temporary_file_is_created_leaves_nothing(tmp_path, monkeypatch):
+    """Ctrl-C or SIGTERM can land the moment atomic_path's temporary file exists, before anything else runs (with
+    mkstemp, before its name was known: a .tmp was once left behind under SIGTERM). The file is still removed."""
+    import os
+
+    from infer.files import atomic_path
+
+    real_open = os.open
+
+    def open_then_interrupted(path, flags, mode=0o777, **kwargs):
+        os.close(real_open(path, flags, mode, **kwargs))
+        raise KeyboardInterrupt  # as the signal handler raises it, right after the file is created
+
+    with pytest.raises(KeyboardInterrupt):
+        with monkeypatch.context() as m:
+            m.setattr(os, "open", open_then_interrupted)
+            with atomic_path(tmp_path / "out.png"):
+                pass
+    assert list(tmp_path.iterdir()) == []
