@@ -330,7 +330,6 @@ def _cuda_works(model) -> bool:
         return False
 
 
-
 def test_an_interrupt_right_after_the_temporary_file_is_created_leaves_nothing(tmp_path, monkeypatch):
     """Ctrl-C or SIGTERM can land the moment atomic_path's temporary file exists, before anything else runs (with
     mkstemp, before its name was known: a .tmp was once left behind under SIGTERM). The file is still removed."""
