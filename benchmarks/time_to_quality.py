@@ -1,15 +1,18 @@
 """Time to quality: wall minutes until a training run's generator first reaches a test-set FID.
 
 Runs `python -m trainer` as a user does (any options after `--`), keeps every epoch's checkpoint, then
-scores each epoch on the MNIST test set with `python -m trainer.report` (the project's scorer, seed 0)
-and prints, per epoch, the run's own wall minutes (its `wall_s`, evaluations included) and the test
-FID, then the minutes at which each threshold was first reached. The last threshold is the bundled
-model's test FID (MODEL_CARD.md). With `--reference`, the same budget is run a second time by the
-trainer as it was when the time-to-quality issue was filed: the code of commit caf265c, taken from
-this clone's git history (`git archive`), with its own defaults, its own evaluation and its own
-step, so a later change to any of them cannot move the reference. The ratios are printed: one
-command, one machine, one session. Both runs' checkpoints are scored by today's
-`python -m trainer.report`, on the same test-set noise.
+scores each epoch on the MNIST test set with `python -m trainer.report --draws 5` (the project's
+scorer at noise seeds 0-4, averaged: one seed's figure moves by up to half a point with the draw) and
+prints, per epoch, the run's own wall minutes (its `wall_s`, evaluations included) and the test FID,
+then the minutes at which each threshold was first reached. The last threshold is the quality of the
+model bundled when the issue was filed, caf265c's 30-epoch run, on the same five draws.
+
+With `--reference`, the same budget is run a second time by the trainer as it was when the
+time-to-quality issue was filed: the code of commit caf265c, taken from this clone's git history
+(`git archive`), with its own defaults, its own evaluation and its own step, so a later change to
+any of them cannot move the reference. The ratios are printed: one command, one machine, one
+session. Both runs' checkpoints are scored by today's `python -m trainer.report`, on the same
+test-set noise.
 
     python benchmarks/time_to_quality.py --epochs 10                 # today's defaults, 10 epochs
     python benchmarks/time_to_quality.py --epochs 10 --reference     # ... and the pinned old recipe
@@ -33,8 +36,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 REFERENCE_COMMIT = "caf265c5ab22bfa9a9d5f808468a303cfcd34659"  # main when the time-to-quality issue was filed
-BUNDLED_TEST_FID = 5.139  # MODEL_CARD.md: the bundled fp32 generator's test FID (mnist-gen score --n 10000 --seed 0)
-THRESHOLDS = (10.0, 7.0, BUNDLED_TEST_FID)
+# caf265c's 30-epoch run, the bundled fp32 generator until 2026-12-07: test FID 5.139, 5.567, 5.292, 5.512
+# and 5.670 at noise seeds 0-4 (mnist-gen score --n 10000 --seed S), whose mean is the quality to reach
+OLD_BUNDLED_TEST_FID = 5.436
+THRESHOLDS = (10.0, 7.0, OLD_BUNDLED_TEST_FID)
+DRAWS = 5
 QUICK = ["--limit", "512", "--g-width", "8", "--d-width", "8", "--eval-samples", "200"]
 
 
@@ -74,10 +80,11 @@ def epoch_minutes(run: Path) -> dict[int, float]:
     return {r["epoch"]: r["wall_s"] / 60 for r in records if "wall_s" in r and "epoch" in r}
 
 
-def test_fids(run: Path, n: int) -> dict[int, float]:
-    """epoch -> test FID of that epoch's checkpoint, from `python -m trainer.report` (markdown rows)."""
-    result = subprocess.run([sys.executable, "-m", "trainer.report", str(run), "--n", str(n)], cwd=ROOT,
-                            capture_output=True, text=True)
+def test_fids(run: Path, n: int, draws: int) -> dict[int, float]:
+    """epoch -> test FID of that epoch's checkpoint, the mean of `draws` noise seeds, from
+    `python -m trainer.report` (markdown rows)."""
+    result = subprocess.run([sys.executable, "-m", "trainer.report", str(run), "--n", str(n), "--draws", str(draws)],
+                            cwd=ROOT, capture_output=True, text=True)
     if result.returncode != 0:
         sys.exit(f"error: scoring {run} failed: {result.stderr.strip()[-300:]}")
     fids = {}
@@ -93,7 +100,7 @@ def first_reached(minutes: dict[int, float], fids: dict[int, float], threshold: 
 
 
 def report(name: str, minutes: dict[int, float], fids: dict[int, float]) -> dict[float, float | None]:
-    print(f"\n{name}\n| epoch | minutes | test FID |\n| --- | --- | --- |")
+    print(f"\n{name}\n| epoch | minutes | test FID (mean of the draws) |\n| --- | --- | --- |")
     for epoch in sorted(fids):
         print(f"| {epoch} | {minutes.get(epoch, float('nan')):.2f} | {fids[epoch]:.2f} |")
     reached = {t: first_reached(minutes, fids, t) for t in THRESHOLDS}
@@ -110,12 +117,13 @@ def main() -> int:
     parser.add_argument("--reference-epochs", type=int,
                         help="epochs of the reference run; its rate decay follows them (default --epochs)")
     parser.add_argument("--n", type=int, default=10_000, help="images per test-set score (default 10000)")
+    parser.add_argument("--draws", type=int, default=DRAWS, help=f"noise seeds averaged per test FID (default {DRAWS})")
     parser.add_argument("--quick", action="store_true", help="a tiny run of both recipes, to check this script works")
     parser.add_argument("--keep", type=Path, help="keep the runs in this folder (default: a temporary one)")
     args, options = parser.parse_known_args()
     options = [o for o in options if o != "--"]
     if args.quick:
-        args.epochs, args.n, args.reference, options = 1, 200, True, QUICK + options
+        args.epochs, args.n, args.draws, args.reference, options = 1, 200, 1, True, QUICK + options
     with tempfile.TemporaryDirectory() as tmp:
         out = args.keep or Path(tmp)
         runs = {"default recipe": (options, ROOT, args.epochs)}
@@ -128,7 +136,7 @@ def main() -> int:
         results = {}
         for i, (name, (opts, code, epochs)) in enumerate(runs.items()):
             run = train(f"run{i}", opts, epochs, out, code)
-            minutes, fids = epoch_minutes(run), test_fids(run, args.n)
+            minutes, fids = epoch_minutes(run), test_fids(run, args.n, args.draws)
             results[name] = (minutes, report(name, minutes, fids))
     if args.reference:
         (new_minutes, new), (old_minutes, old) = results.values()

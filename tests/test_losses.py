@@ -329,3 +329,12 @@ def test_report_gives_the_test_set_figures_mnist_gen_score_gives(tmp_path):
     scored = python_m("infer", "score", "--model", str(out / "generator.onnx"), "--n", "500", "--json")
     assert scored.returncode == 0, scored.stderr
     assert json.loads(scored.stdout)["fid"] == pytest.approx(test_fid, abs=0.01)
+
+    # --draws 2: the mean and range of the FIDs mnist-gen score gives at noise seeds 0 and 1.
+    drawn = python_m("trainer.report", str(out), "--n", "500", "--draws", "2")
+    assert drawn.returncode == 0, drawn.stderr
+    row = drawn.stdout.strip().splitlines()[-1].split("|")
+    seed1 = python_m("infer", "score", "--model", str(out / "generator.onnx"), "--n", "500", "--seed", "1", "--json")
+    fids = sorted([test_fid, json.loads(seed1.stdout)["fid"]])
+    assert float(row[2]) == pytest.approx(sum(fids) / 2, abs=0.01)
+    assert [float(x) for x in row[3].split("-")] == pytest.approx(fids, abs=0.01)
