@@ -103,20 +103,21 @@ def _assert_bitwise_equal(a, b):
     assert not different, f"weights differ after resume: {different[:5]}"
 
 
-def test_the_default_run_averages_g_and_decays_the_rates_over_its_last_40_percent(tmp_path):
+def test_the_default_run_averages_g_and_decays_the_rates_over_its_last_60_percent(tmp_path):
     steps = 4  # --limit 256 at --batch-size 64
-    assert main([*QUICK, "--epochs", "2", "--save-every", "1", "--out", str(tmp_path)]) == 0
+    assert main([*QUICK, "--epochs", "3", "--save-every", "1", "--out", str(tmp_path)]) == 0
 
     def rates(epoch):
         checkpoint = torch.load(tmp_path / f"checkpoints/epoch_{epoch:03d}.pt", weights_only=True)
         return [checkpoint[opt]["param_groups"][0]["lr"] for opt in ("opt_g", "opt_d")], checkpoint
 
-    (first, _), (last, checkpoint) = rates(1), rates(2)
-    assert first == [2e-4, 2e-4]  # epoch 1 of 2: constant (the decay takes round(0.4 x 2) = 1 epoch)
-    assert last == pytest.approx([2e-4 / steps] * 2)  # the last step of the decay's one epoch: 1/4 of the rate left
+    (first, _), (last, checkpoint) = rates(1), rates(3)
+    assert first == [2e-4, 2e-4]  # epoch 1 of 3: constant (the decay takes round(0.6 x 3) = 2 epochs)
+    assert last == pytest.approx([2e-4 / (2 * steps)] * 2)  # the decay's last step: 1/8 of the rate left
     assert checkpoint["config"]["ema"] == 0.999 and checkpoint["generator_ema"] is not None
-    assert json.loads((tmp_path / "config.json").read_text())["resolved"]["lr_decay_epochs"] == 1  # what ran
-    assert [TrainConfig(epochs=n).decay_epochs for n in (1, 10, 30)] == [0, 4, 12]  # measured best at 10 epochs
+    assert json.loads((tmp_path / "config.json").read_text())["resolved"]["lr_decay_epochs"] == 2  # what ran
+    assert [TrainConfig(epochs=n).decay_epochs for n in (1, 10, 24, 30)] == [1, 6, 14, 18]  # measured at 24, 30
+    assert TrainConfig().epochs == 24
     # what users get (generator.pth, the export) is the averaged G, not the live one
     exported = torch.load(tmp_path / "generator.pth", weights_only=True)["state_dict"]
     _assert_bitwise_equal(exported, checkpoint["generator_ema"]["state_dict"])
@@ -124,22 +125,35 @@ def test_the_default_run_averages_g_and_decays_the_rates_over_its_last_40_percen
 
 
 def test_resume_is_bitwise_exact(tmp_path, capsys):
-    # The default schedule (decay over the last 40% of --epochs) follows --epochs when a run is extended:
-    # 1 epoch, then --resume --epochs 2, is the 2-epoch run. The averaged G must resume exactly too.
-    opts = [*QUICK, "--precision", "fp32", "--ema", "0.9"]
+    # A 2-epoch run resumed from its epoch-1 checkpoint ends as the run straight through: weights, the averaged
+    # G and the rates' schedule (the decay covers epoch 2: round(0.6 x 2) = 1).
+    opts = [*QUICK, "--precision", "fp32", "--ema", "0.9", "--epochs", "2"]
     straight, split = tmp_path / "straight", tmp_path / "split"
-    assert main([*opts, "--epochs", "2", "--out", str(straight)]) == 0
-    assert main([*opts, "--epochs", "1", "--out", str(split)]) == 0
+    assert main([*opts, "--save-every", "1", "--out", str(straight)]) == 0
     capsys.readouterr()
-    assert main(["--resume", "--epochs", "2", "--out", str(split)]) == 0
+    assert main(["--resume", str(straight / "checkpoints/epoch_001.pt"), "--out", str(split)]) == 0
     # The last line says what this process did, and what the run holds.
     resumed = capsys.readouterr().err
     assert "done: trained epoch 2 in" in resumed and "the run holds 2 epochs" in resumed
     weights = _weights(split / "checkpoints/last.pt")
     assert any(k.startswith("EMA.") for k in weights)
     _assert_bitwise_equal(_weights(straight / "checkpoints/last.pt"), weights)
-    lines = (split / "metrics.jsonl").read_text().splitlines()
+    lines = (straight / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(x)["step"] for x in lines] == [2, 4, 6, 8]
+
+
+def test_a_checkpoint_from_before_the_60_percent_decay_resumes_with_its_40_percent(tmp_path):
+    # Written by the trainer of before 2026-12-07 (no "decay_share"): 2 of 5 epochs, then resumed to the end.
+    # Its rates must fall over the last round(0.4 x 5) = 2 epochs, as when it started, not today's 3.
+    assert main([*QUICK, "--epochs", "2", "--eval-every", "0", "--out", str(tmp_path)]) == 0
+    last = tmp_path / "checkpoints" / "last.pt"
+    checkpoint = torch.load(last, weights_only=True)
+    assert checkpoint.pop("decay_share") == 0.6
+    torch.save(checkpoint, last)
+    assert main(["--resume", "--epochs", "5", "--save-every", "1", "--out", str(tmp_path)]) == 0
+    epoch_3 = torch.load(tmp_path / "checkpoints" / "epoch_003.pt", weights_only=True)
+    assert epoch_3["opt_g"]["param_groups"][0]["lr"] == 2e-4  # constant through epoch 3 (60% would decay it)
+    assert epoch_3["config"]["lr_decay_epochs"] == 2 and epoch_3["decay_share"] == 0.6
 
 
 def test_sigint_saves_and_resume_continues_exactly(tmp_path):
@@ -395,7 +409,8 @@ def test_help_lists_every_option_with_its_default():
     text = " ".join(result.stdout.split())  # argparse wraps lines
     for name in (f.name for f in fields(TrainConfig)):
         assert "--" + name.replace("_", "-") in text, name
-    assert "(default 30)" in text and "bce 0.0002, hinge 0.0002, wgan-gp 0.0002" in text
+    assert "(default 24)" in text and "bce 0.0002, hinge 0.0002, wgan-gp 0.0002" in text
+    assert "the last 60%, round(0.6 x --epochs)" in text
     assert "lsgan" not in text and "--mismatch" not in text  # removed: rejected by measurement
 
 

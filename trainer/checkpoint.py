@@ -17,6 +17,7 @@ import torch
 from infer.errors import UserError, first_line
 from infer.files import atomic_path
 
+from .config import DECAY_SHARE
 from .model import Discriminator, Generator, ModelConfig
 
 GENERATOR_FORMAT = "mnist-gen/generator"
@@ -120,6 +121,7 @@ def training_checkpoint(run) -> dict:
             "torch": torch.get_rng_state(),  # no CUDA state: no draw uses it, and reading it starts CUDA
         },
         "config": run.cfg.to_dict(),
+        "decay_share": DECAY_SHARE,  # the rule behind the default --lr-decay-epochs, for --resume
         "history": s.history,
         "best": {"fid": s.best_fid, "epoch": s.best_epoch},
         "time": {"wall_s": s.wall_s, "quality_epoch": s.quality_epoch, "quality_wall_s": s.quality_wall_s},

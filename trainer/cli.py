@@ -9,15 +9,15 @@ from pathlib import Path
 
 from infer.errors import UserError
 
-from .config import TrainConfig, load_training_data, locked_options, values_before
+from .config import DECAY_SHARE, DECAY_SHARE_BEFORE, TrainConfig, load_training_data, locked_options, values_before
 
 EXAMPLES = """examples:
-  python -m trainer --epochs 30
+  python -m trainer                     # the defaults: 24 epochs
   python -m trainer --limit 2048 --epochs 1 --out runs/try
   python -m trainer --resume            # continue artifacts/checkpoints/last.pt
   python -m trainer --dataset fashion-mnist --data-dir data/fashion
   python -m trainer --dataset folder --data-dir photos/ --image-size 64   # one subfolder per class
-  torchrun --nproc_per_node 4 -m trainer --epochs 30   # 4 processes (GPUs), DistributedDataParallel"""
+  torchrun --nproc_per_node 4 -m trainer   # 4 processes (GPUs), DistributedDataParallel"""
 
 TYPES = {"int": int, "float": float, "str": str}
 
@@ -70,6 +70,9 @@ def resolve_config(given: dict) -> tuple[TrainConfig, dict | None]:
             raise UserError(f"{flag} {value} does not match the checkpoint ({values[key]}); "
                             "drop it to resume, or start a new run in another --out")
     values.update(given)
+    share = ckpt.get("decay_share", DECAY_SHARE_BEFORE)  # the rule of the trainer that wrote the checkpoint
+    if values.get("lr_decay_epochs", 0) is None and share != DECAY_SHARE:
+        values["lr_decay_epochs"] = round(share * values["epochs"])
     values["resume"] = str(path)
     return TrainConfig(**values), ckpt
 
