@@ -105,18 +105,18 @@ def _assert_bitwise_equal(a, b):
 
 def test_the_default_run_averages_g_and_decays_the_rates_over_its_last_60_percent(tmp_path):
     steps = 4  # --limit 256 at --batch-size 64
-    assert main([*QUICK, "--epochs", "3", "--save-every", "1", "--out", str(tmp_path)]) == 0
+    assert main([*QUICK, "--epochs", "2", "--save-every", "1", "--out", str(tmp_path)]) == 0
 
     def rates(epoch):
         checkpoint = torch.load(tmp_path / f"checkpoints/epoch_{epoch:03d}.pt", weights_only=True)
         return [checkpoint[opt]["param_groups"][0]["lr"] for opt in ("opt_g", "opt_d")], checkpoint
 
-    (first, _), (last, checkpoint) = rates(1), rates(3)
-    assert first == [2e-4, 2e-4]  # epoch 1 of 3: constant (the decay takes round(0.6 x 3) = 2 epochs)
-    assert last == pytest.approx([2e-4 / (2 * steps)] * 2)  # the decay's last step: 1/8 of the rate left
+    (first, _), (last, checkpoint) = rates(1), rates(2)
+    assert first == [2e-4, 2e-4]  # epoch 1 of 2: constant (the decay takes 60% of 2, rounded down: 1 epoch)
+    assert last == pytest.approx([2e-4 / steps] * 2)  # the last step of the decay's one epoch: 1/4 of the rate left
     assert checkpoint["config"]["ema"] == 0.999 and checkpoint["generator_ema"] is not None
-    assert json.loads((tmp_path / "config.json").read_text())["resolved"]["lr_decay_epochs"] == 2  # what ran
-    assert [TrainConfig(epochs=n).decay_epochs for n in (1, 10, 24, 30)] == [1, 6, 14, 18]  # measured at 24, 30
+    assert json.loads((tmp_path / "config.json").read_text())["resolved"]["lr_decay_epochs"] == 1  # what ran
+    assert [TrainConfig(epochs=n).decay_epochs for n in (1, 10, 24, 30)] == [0, 6, 14, 18]  # measured at 24, 30
     assert TrainConfig().epochs == 24
     # what users get (generator.pth, the export) is the averaged G, not the live one
     exported = torch.load(tmp_path / "generator.pth", weights_only=True)["state_dict"]
@@ -126,7 +126,7 @@ def test_the_default_run_averages_g_and_decays_the_rates_over_its_last_60_percen
 
 def test_resume_is_bitwise_exact(tmp_path, capsys):
     # A 2-epoch run resumed from its epoch-1 checkpoint ends as the run straight through: weights, the averaged
-    # G and the rates' schedule (the decay covers epoch 2: round(0.6 x 2) = 1).
+    # G and the rates' schedule (the decay covers epoch 2). Extending a run (--resume --epochs N): test_losses.py
     opts = [*QUICK, "--precision", "fp32", "--ema", "0.9", "--epochs", "2"]
     straight, split = tmp_path / "straight", tmp_path / "split"
     assert main([*opts, "--save-every", "1", "--out", str(straight)]) == 0
@@ -410,7 +410,7 @@ def test_help_lists_every_option_with_its_default():
     for name in (f.name for f in fields(TrainConfig)):
         assert "--" + name.replace("_", "-") in text, name
     assert "(default 24)" in text and "bce 0.0002, hinge 0.0002, wgan-gp 0.0002" in text
-    assert "the last 60%, round(0.6 x --epochs)" in text
+    assert "the last 60%, rounded down" in text
     assert "lsgan" not in text and "--mismatch" not in text  # removed: rejected by measurement
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from infer.errors import UserError
 
-from .config import DECAY_SHARE, DECAY_SHARE_BEFORE, TrainConfig, load_training_data, locked_options, values_before
+from .config import DECAY_SHARE_BEFORE, TrainConfig, load_training_data, locked_options, values_before
 
 EXAMPLES = """examples:
   python -m trainer                     # the defaults: 24 epochs
@@ -70,9 +70,8 @@ def resolve_config(given: dict) -> tuple[TrainConfig, dict | None]:
             raise UserError(f"{flag} {value} does not match the checkpoint ({values[key]}); "
                             "drop it to resume, or start a new run in another --out")
     values.update(given)
-    share = ckpt.get("decay_share", DECAY_SHARE_BEFORE)  # the rule of the trainer that wrote the checkpoint
-    if values.get("lr_decay_epochs", 0) is None and share != DECAY_SHARE:
-        values["lr_decay_epochs"] = round(share * values["epochs"])
+    if values.get("lr_decay_epochs", 0) is None and "decay_share" not in ckpt:  # written before 2026-12-07:
+        values["lr_decay_epochs"] = round(DECAY_SHARE_BEFORE * values["epochs"])  # the rule it trained with
     values["resume"] = str(path)
     return TrainConfig(**values), ckpt
 

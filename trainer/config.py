@@ -79,7 +79,8 @@ class TrainConfig:
                                       f"{per_loss('aux_weight')}; 0 for data without classes)",
                                       locked=True, before=0.0, metavar="W")
     lr_decay_epochs: int | None = option(None, "decay both learning rates linearly to 0 over the last N epochs; "
-                                         "0 = constant (default: the last 60%%, round(0.6 x --epochs))", locked=True)
+                                         "0 = constant (default: the last 60%%, rounded down: 14 of 24 epochs)",
+                                         locked=True)
     real_label: float = option(1.0, "D's target for real images, e.g. 0.9 for smoothing", locked=True)
     fake_label: float = option(0.0, "D's target for generated images", locked=True)
     device: str = option("auto", "auto (CUDA when present and this torch has kernels for the GPU), cpu, cuda or "
@@ -183,8 +184,11 @@ class TrainConfig:
     @property
     def decay_epochs(self) -> int:
         """The epochs at the end of the run over which the learning rates fall to 0: unless given, a share of
-        --epochs, so a run extended by --resume --epochs N decays as an N-epoch run."""
-        return round(DECAY_SHARE * self.epochs) if self.lr_decay_epochs is None else self.lr_decay_epochs
+        --epochs rounded down (a 1-epoch try keeps its rates), so a run extended by --resume --epochs N decays as
+        an N-epoch run."""
+        if self.lr_decay_epochs is not None:
+            return self.lr_decay_epochs
+        return int(DECAY_SHARE * self.epochs + 1e-9)  # 1e-9: 0.6 x 30 must give 18 whatever the float rounding
 
     def for_data(self, data: Dataset, world_size: int = 1) -> TrainConfig:
         """This config completed by the data it trains on: its image size and channels, --aux-weight's default."""
